@@ -1,0 +1,108 @@
+//! JWT access tokens: short-lived, HS256 only, `typ: at+jwt` (RFC 9068).
+//!
+//! A token only proves which session is asking; whether that session, and its user, may
+//! still act is decided from the database on every request (see [`super::caller`]).
+
+use std::{collections::HashSet, time::Duration};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    config::Secret,
+    db::users::Role,
+    error::{AppError, AppResult},
+};
+
+/// The issuer and audience of every token.
+pub const ISSUER: &str = "quire";
+/// The media type of access tokens, in the `typ` header.
+pub const TOKEN_TYPE: &str = "at+jwt";
+/// Tolerated clock difference between the instances sharing a database.
+const LEEWAY_SECS: u64 = 5;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: Uuid,
+    /// The session id.
+    pub sid: Uuid,
+    pub role: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+}
+
+/// Signs and checks access tokens.
+#[derive(Clone)]
+pub struct AccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl AccessTokens {
+    pub fn new(secret: &Secret, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[ISSUER]);
+        validation.required_spec_claims =
+            HashSet::from(["exp", "nbf", "iss", "aud", "sub"].map(String::from));
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose()),
+            decoding: DecodingKey::from_secret(secret.expose()),
+            validation,
+            ttl,
+        }
+    }
+
+    /// The lifetime of new tokens, in whole seconds.
+    pub fn ttl_secs(&self) -> i64 {
+        i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Issues a token for `session_id` of `user_id`.
+    pub fn issue(&self, user_id: Uuid, session_id: Uuid, role: Role) -> AppResult<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id,
+            sid: session_id,
+            role: role.as_str().to_owned(),
+            iss: ISSUER.to_owned(),
+            aud: ISSUER.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(self.ttl_secs()),
+            jti: Uuid::new_v4(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(TOKEN_TYPE.to_owned());
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| AppError::internal(e.to_string()))
+    }
+
+    /// Checks signature, algorithm, type and claims; any failure is UNAUTHENTICATED.
+    pub fn verify(&self, token: &str) -> AppResult<Claims> {
+        const INVALID: &str = "invalid or expired access token";
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                tracing::debug!(reason = %e, "access token refused");
+                AppError::Unauthenticated(INVALID)
+            })?;
+        if data.header.typ.as_deref() != Some(TOKEN_TYPE) {
+            tracing::debug!(typ = ?data.header.typ, "access token refused: wrong typ");
+            return Err(AppError::Unauthenticated(INVALID));
+        }
+        Ok(data.claims)
+    }
+}

@@ -1,0 +1,62 @@
+//! Signing in with email and password.
+
+use super::{Auth, Authenticated, ClientInfo, password::Verified};
+use crate::{
+    db::{self, users},
+    error::{AppError, AppResult},
+};
+
+/// The one answer to every failed login, whether the email is unknown or the password
+/// wrong, so that the response does not reveal which accounts exist.
+pub const LOGIN_FAILED: &str = "invalid email or password";
+
+/// Passwords longer than this are refused without hashing: no account can have one.
+const MAX_PASSWORD_BYTES: usize = 4 * super::password::MAX_LEN;
+
+impl Auth {
+    /// Verifies the credentials and starts a new session.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> AppResult<Authenticated> {
+        let email_key = email.trim().to_lowercase();
+        let user = {
+            let mut conn = self.db.acquire().await?;
+            users::find_by_email_key(&mut conn, &email_key).await?
+        };
+        let Some(user) = user else {
+            // Spend the same time as a real check, so timing does not tell either.
+            self.passwords.verify_dummy(password).await?;
+            tracing::info!("login refused: unknown email");
+            return Err(AppError::Unauthenticated(LOGIN_FAILED));
+        };
+        let verified = if password.len() > MAX_PASSWORD_BYTES {
+            Verified::No
+        } else {
+            self.passwords.verify(password, &user.password_hash).await?
+        };
+        if verified == Verified::No {
+            tracing::info!(user_id = %user.id, "login refused: wrong password");
+            return Err(AppError::Unauthenticated(LOGIN_FAILED));
+        }
+
+        let new_hash = match verified {
+            Verified::YesButRehash => Some(self.passwords.hash(password).await?),
+            _ => None,
+        };
+        let mut tx = self.db.begin().await?;
+        let mut user = user;
+        if let Some(hash) = new_hash {
+            users::set_password_hash(&mut tx, user.id, &hash, db::now()).await?;
+            user.password_hash = hash;
+            tracing::info!(user_id = %user.id, "password rehashed with current parameters");
+        }
+        let signed_in = self.start_session(&mut tx, user, client).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %signed_in.user.id, session_id = %signed_in.session_id, "signed in");
+        Ok(signed_in)
+    }
+}

@@ -1,0 +1,88 @@
+//! Ending sessions: `logout`, `logoutAll`, `revokeSession`; and listing them.
+
+use uuid::Uuid;
+
+use super::{Auth, Caller, Identity};
+use crate::{
+    db::{
+        self,
+        sessions::{self, RevokeReason, SessionRow},
+    },
+    error::{AppError, AppResult},
+};
+
+impl Auth {
+    /// Ends the session a refresh token belongs to, or else the caller's current session.
+    /// Idempotent: ending an ended session succeeds.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(&self, caller: &Caller, refresh_token: Option<&str>) -> AppResult<bool> {
+        let (session_id, user_id) = match refresh_token {
+            Some(token) => {
+                let token = self
+                    .refresh_tokens
+                    .decode(token)
+                    .ok_or(AppError::Unauthenticated("invalid refresh token"))?;
+                let mut conn = self.db.acquire().await?;
+                match sessions::find(&mut conn, token.session_id).await? {
+                    Some(s) => (s.id, s.user_id),
+                    None => return Ok(true),
+                }
+            }
+            // A signed access token is enough, even for a session that has already
+            // ended, so that logging out twice is not an error.
+            None => {
+                let claims = caller.claims(self)?;
+                (claims.sid, claims.sub)
+            }
+        };
+        let mut conn = self.db.acquire().await?;
+        if sessions::revoke(
+            &mut conn,
+            session_id,
+            user_id,
+            RevokeReason::Logout,
+            db::now(),
+        )
+        .await?
+        {
+            tracing::info!(%session_id, %user_id, "signed out");
+        }
+        Ok(true)
+    }
+
+    /// Ends every live session of the caller, the current one included.
+    #[tracing::instrument(skip_all, fields(user_id = %who.user.id))]
+    pub async fn logout_all(&self, who: &Identity) -> AppResult<u64> {
+        let mut conn = self.db.acquire().await?;
+        let n = sessions::revoke_all(
+            &mut conn,
+            who.user.id,
+            None,
+            RevokeReason::LogoutAll,
+            db::now(),
+        )
+        .await?;
+        tracing::info!(sessions = n, "signed out everywhere");
+        Ok(n)
+    }
+
+    /// Ends one of the caller's own sessions.
+    #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %session_id))]
+    pub async fn revoke_session(&self, who: &Identity, session_id: Uuid) -> AppResult<bool> {
+        let mut conn = self.db.acquire().await?;
+        match sessions::find(&mut conn, session_id).await? {
+            Some(s) if s.user_id == who.user.id => {
+                sessions::revoke(&mut conn, s.id, s.user_id, RevokeReason::Revoked, db::now())
+                    .await?;
+                Ok(true)
+            }
+            _ => Err(AppError::NotFound("no such session".to_owned())),
+        }
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn sessions(&self, who: &Identity) -> AppResult<Vec<SessionRow>> {
+        let mut conn = self.db.acquire().await?;
+        Ok(sessions::list_live(&mut conn, who.user.id, db::now()).await?)
+    }
+}

@@ -1,0 +1,125 @@
+//! Authentication: passwords, tokens, sessions and the caller's identity.
+//!
+//! One file per operation — [`register`], [`login`], [`refresh`], [`logout`],
+//! [`change_password`] — all methods of [`Auth`], the service the GraphQL resolvers call.
+
+pub mod access_token;
+pub mod caller;
+pub mod change_password;
+pub mod login;
+pub mod logout;
+pub mod password;
+pub mod refresh;
+pub mod refresh_token;
+pub mod register;
+pub mod validate;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use access_token::{AccessTokens, Claims};
+pub use caller::{Caller, Identity};
+pub use password::Passwords;
+pub use refresh_token::RefreshTokens;
+
+use crate::{
+    config::{AuthConfig, Secret},
+    db::{
+        self, Db, DbTx,
+        sessions::{self, NewSession},
+        users::UserRow,
+    },
+    error::AppResult,
+};
+
+/// The authentication service.
+#[derive(Clone)]
+pub struct Auth {
+    pub db: Db,
+    pub access_tokens: AccessTokens,
+    pub refresh_tokens: RefreshTokens,
+    pub passwords: Passwords,
+    pub config: AuthConfig,
+}
+
+/// What the client told us about itself, kept with its session.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+}
+
+/// A signed-in session's credentials, as returned by register, login and refresh.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub access_token: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub session_id: Uuid,
+    pub user: UserRow,
+}
+
+/// Longest user agent kept with a session.
+const MAX_USER_AGENT: usize = 512;
+
+impl Auth {
+    pub fn new(db: Db, secret: &Secret, config: AuthConfig) -> Self {
+        Self {
+            db,
+            access_tokens: AccessTokens::new(secret, config.access_token_ttl),
+            refresh_tokens: RefreshTokens::new(secret),
+            passwords: Passwords::new(),
+            config,
+        }
+    }
+
+    /// Starts a session for `user` inside `tx` and issues its first tokens.
+    async fn start_session(
+        &self,
+        tx: &mut DbTx,
+        user: UserRow,
+        client: &ClientInfo,
+    ) -> AppResult<Authenticated> {
+        let now = db::now();
+        let session_id = Uuid::now_v7();
+        let token = self.refresh_tokens.generate(session_id);
+        let absolute_expires_at = now + self.config.session_max_age;
+        let user_agent = client
+            .user_agent
+            .as_deref()
+            .map(|ua| truncate(ua, MAX_USER_AGENT));
+        sessions::insert(
+            &mut *tx,
+            &NewSession {
+                id: session_id,
+                user_id: user.id,
+                token_hash: &token.hash(),
+                now,
+                expires_at: self.refresh_expiry(now, absolute_expires_at),
+                absolute_expires_at,
+                user_agent,
+            },
+        )
+        .await?;
+        Ok(Authenticated {
+            access_token: self.access_tokens.issue(user.id, session_id, user.role)?,
+            expires_in: self.access_tokens.ttl_secs(),
+            refresh_token: self.refresh_tokens.encode(&token),
+            session_id,
+            user,
+        })
+    }
+
+    /// When a refresh token issued at `now` expires: after the refresh TTL, but never
+    /// after the session's absolute limit.
+    fn refresh_expiry(&self, now: DateTime<Utc>, absolute: DateTime<Utc>) -> DateTime<Utc> {
+        (now + self.config.refresh_token_ttl).min(absolute)
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -1,0 +1,109 @@
+//! Exchanging a refresh token for new tokens: rotation, the reuse grace window, and
+//! theft detection.
+
+use super::{Auth, Authenticated, refresh_token::RefreshToken};
+use crate::{
+    db::{
+        self,
+        sessions::{self, RevokeReason},
+        users,
+    },
+    error::{AppError, AppResult},
+};
+
+const INVALID: &str = "invalid or expired refresh token";
+const REUSED: &str = "this refresh token was already used; the session has been ended for safety";
+
+impl Auth {
+    /// Retires `token` and returns its successor with a new access token.
+    ///
+    /// - The live token is rotated atomically: one conditional UPDATE succeeds per token.
+    /// - The token just retired, presented again within the grace window, gets the same
+    ///   successor, so concurrent refreshes from several tabs or a retry all succeed.
+    /// - Any other genuine token of the session is a replay of a stolen token: the
+    ///   session ends, and its access tokens stop working at their next request.
+    #[tracing::instrument(skip_all, fields(session_id))]
+    pub async fn refresh(&self, token: &str) -> AppResult<Authenticated> {
+        let presented = self
+            .refresh_tokens
+            .decode(token)
+            .ok_or(AppError::Unauthenticated(INVALID))?;
+        tracing::Span::current()
+            .record("session_id", tracing::field::display(presented.session_id));
+        let presented_hash = presented.hash();
+        let successor = self.refresh_tokens.successor(&presented);
+        let successor_hash = successor.hash();
+        // Compared as a signed duration: a rotation stamped slightly in the future by an
+        // instance whose clock runs ahead still counts as recent.
+        let grace = chrono::Duration::from_std(self.config.refresh_reuse_grace)
+            .unwrap_or(chrono::Duration::MAX);
+        let mut conn = self.db.acquire().await?;
+
+        // Two rounds at most: a rotation lost to a concurrent request is re-read once,
+        // and then the token is the previous one.
+        for _ in 0..2 {
+            let Some(session) = sessions::find(&mut conn, presented.session_id).await? else {
+                return Err(AppError::Unauthenticated(INVALID));
+            };
+            let now = db::now();
+            if !session.is_live(now) {
+                return Err(AppError::Unauthenticated(INVALID));
+            }
+            if session.token_hash == presented_hash {
+                let expires_at = self.refresh_expiry(now, session.absolute_expires_at);
+                let rotated = sessions::rotate(
+                    &mut conn,
+                    session.id,
+                    &presented_hash,
+                    &successor_hash,
+                    now,
+                    expires_at,
+                )
+                .await?;
+                if rotated {
+                    return self.reissue(&mut conn, session.user_id, &successor).await;
+                }
+                continue;
+            }
+            let just_retired = session.previous_token_hash.as_deref() == Some(&presented_hash)
+                && session.token_hash == successor_hash;
+            if just_retired && now - session.rotated_at <= grace {
+                return self.reissue(&mut conn, session.user_id, &successor).await;
+            }
+            sessions::revoke(
+                &mut conn,
+                session.id,
+                session.user_id,
+                RevokeReason::RefreshTokenReuse,
+                now,
+            )
+            .await?;
+            tracing::warn!(
+                user_id = %session.user_id,
+                "retired refresh token presented again; session revoked"
+            );
+            return Err(AppError::Unauthenticated(REUSED));
+        }
+        Err(AppError::Unauthenticated(INVALID))
+    }
+
+    async fn reissue(
+        &self,
+        conn: &mut db::DbConn,
+        user_id: uuid::Uuid,
+        refresh: &RefreshToken,
+    ) -> AppResult<Authenticated> {
+        let user = users::find_by_id(&mut *conn, user_id)
+            .await?
+            .ok_or(AppError::Unauthenticated(INVALID))?;
+        Ok(Authenticated {
+            access_token: self
+                .access_tokens
+                .issue(user.id, refresh.session_id, user.role)?,
+            expires_in: self.access_tokens.ttl_secs(),
+            refresh_token: self.refresh_tokens.encode(refresh),
+            session_id: refresh.session_id,
+            user,
+        })
+    }
+}

@@ -1,0 +1,279 @@
+//! The command line: `serve` (the default), `migrate`, `create-user`, `print-schema`.
+//! Every setting can also come from the environment or a `.env` file.
+
+use std::io::{BufRead, IsTerminal};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    app::{self, StartError},
+    auth::{Auth, register::NewAccount},
+    config::{Config, Settings},
+    db::{Db, users::Role},
+    error::chain,
+    graphql, telemetry,
+};
+
+/// quire: a GraphQL API server for user accounts and posts, with authentication done
+/// properly.
+#[derive(Debug, Parser)]
+#[command(name = "quire", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// Database: sqlite://path/to.db (created when missing) or postgres://user@host/db
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://quire.db",
+        global = true
+    )]
+    pub database_url: String,
+    /// Address and port to serve on
+    #[arg(
+        long,
+        env = "QUIRE_LISTEN",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
+    pub listen: String,
+    /// development or production
+    #[arg(
+        long = "env",
+        env = "QUIRE_ENV",
+        default_value = "development",
+        global = true
+    )]
+    pub environment: String,
+    /// Key that signs access tokens, at least 32 bytes; when unset, a random key is
+    /// generated on first start and kept in the database
+    #[arg(long, env = "QUIRE_JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of access tokens (e.g. 15m)
+    #[arg(
+        long,
+        env = "QUIRE_ACCESS_TOKEN_TTL",
+        default_value = "15m",
+        global = true
+    )]
+    pub access_token_ttl: String,
+    /// Lifetime of a refresh token from its issue; each refresh issues a new one
+    #[arg(
+        long,
+        env = "QUIRE_REFRESH_TOKEN_TTL",
+        default_value = "30d",
+        global = true
+    )]
+    pub refresh_token_ttl: String,
+    /// Longest a session can last, however often it is refreshed
+    #[arg(
+        long,
+        env = "QUIRE_SESSION_MAX_AGE",
+        default_value = "90d",
+        global = true
+    )]
+    pub session_max_age: String,
+    /// How long a just-used refresh token still returns the same new token, so that
+    /// concurrent refreshes do not end the session
+    #[arg(
+        long,
+        env = "QUIRE_REFRESH_REUSE_GRACE",
+        default_value = "10s",
+        global = true
+    )]
+    pub refresh_reuse_grace: String,
+    /// Log filter, e.g. info, debug or quire=debug,info
+    #[arg(long, env = "QUIRE_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+impl SettingsArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            database_url: self.database_url.clone(),
+            listen: self.listen.clone(),
+            environment: self.environment.clone(),
+            jwt_secret: self.jwt_secret.clone(),
+            access_token_ttl: self.access_token_ttl.clone(),
+            refresh_token_ttl: self.refresh_token_ttl.clone(),
+            session_max_age: self.session_max_age.clone(),
+            refresh_reuse_grace: self.refresh_reuse_grace.clone(),
+        }
+    }
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve GraphQL over HTTP (the default)
+    Serve,
+    /// Apply pending database migrations, or revert the most recent one
+    Migrate {
+        /// Revert the most recently applied migration instead
+        #[arg(long)]
+        revert: bool,
+    },
+    /// Create an account, for example the first administrator
+    CreateUser {
+        /// The account's email address
+        #[arg(long)]
+        email: String,
+        /// The account's username
+        #[arg(long)]
+        username: String,
+        /// The account's role
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
+        /// Read the password from the first line of standard input instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Print the GraphQL schema (SDL) to standard output
+    PrintSchema,
+}
+
+/// A role, as given on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    User,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::User => Role::User,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+/// A failure of a command, printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Self::Start(e.into())
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::PrintSchema = command {
+        print!("{}", graphql::sdl());
+        return Ok(());
+    }
+    let config = Config::from_settings(&cli.settings.settings())?;
+    telemetry::init(&cli.settings.log, config.environment)?;
+    match command {
+        Command::Serve => app::run(config).await?,
+        Command::Migrate { revert } => migrate(&config, revert).await?,
+        Command::CreateUser {
+            email,
+            username,
+            role,
+            password_stdin,
+        } => create_user(&config, &email, &username, role.into(), password_stdin).await?,
+        Command::PrintSchema => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+async fn migrate(config: &Config, revert: bool) -> Result<(), CliError> {
+    let db = Db::connect(&config.database_url)
+        .await
+        .map_err(StartError::from)?;
+    if revert {
+        match db
+            .revert_last()
+            .await
+            .map_err(|e| CliError::Failed(chain(&e)))?
+        {
+            Some((version, description)) => {
+                println!("reverted migration {version} ({description})");
+            }
+            None => println!("no migration to revert"),
+        }
+    } else {
+        db.migrate()
+            .await
+            .map_err(|e| CliError::Failed(chain(&e)))?;
+        println!("database is up to date");
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn create_user(
+    config: &Config,
+    email: &str,
+    username: &str,
+    role: Role,
+    password_stdin: bool,
+) -> Result<(), CliError> {
+    let password = read_password(password_stdin)?;
+    let app = app::App::start(config).await?;
+    let auth: &Auth = &app.auth;
+    let user = auth
+        .create_user(
+            NewAccount {
+                email,
+                username,
+                password: &password,
+            },
+            role,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::error::AppError::Internal(cause) => CliError::Failed(chain(cause.as_ref())),
+            other => CliError::Failed(other.to_string()),
+        })?;
+    println!(
+        "created {} {} <{}> with id {}",
+        user.role.as_str(),
+        user.username,
+        user.email,
+        user.id
+    );
+    app.db.close().await;
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> Result<String, CliError> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::Failed(format!("cannot read the password from stdin: {e}")))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Failed(
+            "no terminal to ask for the password on; pass --password-stdin and pipe it in"
+                .to_owned(),
+        ));
+    }
+    let first = rpassword::prompt_password("Password: ")
+        .map_err(|e| CliError::Failed(format!("cannot read the password: {e}")))?;
+    let again = rpassword::prompt_password("Repeat password: ")
+        .map_err(|e| CliError::Failed(format!("cannot read the password: {e}")))?;
+    if first != again {
+        return Err(CliError::Failed("the passwords do not match".to_owned()));
+    }
+    Ok(first)
+}

@@ -1,0 +1,287 @@
+//! Runtime configuration: what the server needs to know, validated once at start-up.
+//!
+//! Values arrive as strings from flags, the environment or a `.env` file (see
+//! [`crate::cli`]); [`Config::from_settings`] turns them into typed values and names
+//! the offending setting in every error so an operator can fix it at a glance.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+/// A configuration error, phrased as one line that names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {setting}: {reason}")]
+pub struct ConfigError {
+    setting: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which kind of deployment this is; production hides details from clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// The database the server talks to, chosen by the scheme of `DATABASE_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://…` (or `sqlite:…`) and `postgres://…` (or `postgresql://…`).
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite(url.to_owned())),
+            "postgres" | "postgresql" => Ok(Self::Postgres(url.to_owned())),
+            _ => Err(ConfigError::new(
+                "DATABASE_URL",
+                format!(
+                    "unknown scheme in '{}' (expected sqlite://path or postgres://host/db)",
+                    redact(url)
+                ),
+            )),
+        }
+    }
+
+    /// The URL with any password replaced, safe to print.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(u) | Self::Postgres(u) => redact(u),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// A secret key of at least 32 bytes; never printed.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The shortest secret accepted, in bytes (the HS256 key size).
+    pub const MIN_LEN: usize = 32;
+
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Token and session lifetimes.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Lifetime of a JWT access token.
+    pub access_token_ttl: Duration,
+    /// A refresh token expires this long after it was issued (sliding).
+    pub refresh_token_ttl: Duration,
+    /// No session outlives this, however often it is refreshed.
+    pub session_max_age: Duration,
+    /// How long a just-retired refresh token still yields the same successor.
+    pub refresh_reuse_grace: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            session_max_age: Duration::from_secs(90 * 86_400),
+            refresh_reuse_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything the server needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub listen: SocketAddr,
+    pub environment: Environment,
+    /// `None`: a key is generated on first start and kept in the database.
+    pub jwt_secret: Option<Secret>,
+    pub auth: AuthConfig,
+}
+
+/// The raw settings as strings, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub database_url: String,
+    pub listen: String,
+    pub environment: String,
+    pub jwt_secret: Option<String>,
+    pub access_token_ttl: String,
+    pub refresh_token_ttl: String,
+    pub session_max_age: String,
+    pub refresh_reuse_grace: String,
+}
+
+impl Config {
+    /// Validates raw settings, naming the setting at fault.
+    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let database_url = DatabaseUrl::parse(&s.database_url)?;
+        let listen = s.listen.parse().map_err(|_| {
+            ConfigError::new(
+                "QUIRE_LISTEN",
+                format!("'{}' is not an address such as 127.0.0.1:8000", s.listen),
+            )
+        })?;
+        let environment = match s.environment.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Environment::Development,
+            "production" | "prod" => Environment::Production,
+            other => {
+                return Err(ConfigError::new(
+                    "QUIRE_ENV",
+                    format!("'{other}' is neither development nor production"),
+                ));
+            }
+        };
+        let jwt_secret = match &s.jwt_secret {
+            Some(v) if v.len() < Secret::MIN_LEN => {
+                return Err(ConfigError::new(
+                    "QUIRE_JWT_SECRET",
+                    format!(
+                        "it is {} bytes long; use at least {} random bytes, or leave it unset \
+                         to have one generated and kept in the database",
+                        v.len(),
+                        Secret::MIN_LEN
+                    ),
+                ));
+            }
+            Some(v) => Some(Secret::new(v.as_bytes().to_vec())),
+            None => None,
+        };
+        let auth = AuthConfig {
+            access_token_ttl: positive("QUIRE_ACCESS_TOKEN_TTL", &s.access_token_ttl)?,
+            refresh_token_ttl: positive("QUIRE_REFRESH_TOKEN_TTL", &s.refresh_token_ttl)?,
+            session_max_age: positive("QUIRE_SESSION_MAX_AGE", &s.session_max_age)?,
+            refresh_reuse_grace: duration("QUIRE_REFRESH_REUSE_GRACE", &s.refresh_reuse_grace)?,
+        };
+        Ok(Self {
+            database_url,
+            listen,
+            environment,
+            jwt_secret,
+            auth,
+        })
+    }
+}
+
+fn duration(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    parse_duration(value).ok_or_else(|| {
+        ConfigError::new(
+            setting,
+            format!("'{value}' is not a duration such as 15m, 30d, 2s or 1h30m"),
+        )
+    })
+}
+
+fn positive(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let d = duration(setting, value)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(setting, "it must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// Parses durations written as one or more `<number><unit>` groups, where the unit
+/// is `ms`, `s`, `m`, `h` or `d`: `15m`, `30d`, `2s`, `1h30m`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_the_documented_forms() {
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        for bad in ["", "15", "m", "15x", "1.5h", "-3s", "15 m"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:hunter2@db.example:5432/quire"),
+            "postgres://app:***@db.example:5432/quire"
+        );
+        assert_eq!(redact("postgres://app@db/quire"), "postgres://app@db/quire");
+        assert_eq!(redact("sqlite://quire.db"), "sqlite://quire.db");
+    }
+}

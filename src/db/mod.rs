@@ -1,0 +1,225 @@
+//! The database: one pool of either SQLite or PostgreSQL, and one body of SQL for both.
+//!
+//! Repositories (one file per table family) write their SQL once, with `$1`-style
+//! placeholders that both engines accept, and run it through [`sql!`], which expands the
+//! same body once per engine. A genuine dialect difference becomes an explicit match arm.
+//!
+//! Timestamps are produced in Rust ([`now`]) with microsecond precision, the finest both
+//! engines store, so a value reads back exactly as it was written on either of them.
+
+pub mod migrate;
+pub mod sessions;
+pub mod settings;
+pub mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use chrono::{DateTime, DurationRound, Utc};
+use sqlx::{
+    PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
+    pool::PoolConnection,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::config::{ConfigError, DatabaseUrl};
+
+/// Runs one body of SQLx code on whichever engine a connection belongs to.
+///
+/// `sql!(conn, |c| sqlx::query("…").execute(c).await.map(|r| r.rows_affected()))` binds `c` to
+/// `&mut SqliteConnection` or `&mut PgConnection`.
+#[macro_export]
+macro_rules! sql {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $crate::db::AsConn::as_conn($conn) {
+            $crate::db::ConnRef::Sqlite($c) => $body,
+            $crate::db::ConnRef::Postgres($c) => $body,
+        }
+    };
+}
+
+/// A connection pool for one of the supported engines.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A borrowed connection, as [`sql!`] hands it to a query body.
+pub enum ConnRef<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+/// Anything a query can run on: a pooled connection or an open transaction.
+pub trait AsConn {
+    fn as_conn(&mut self) -> ConnRef<'_>;
+}
+
+/// A connection taken from the pool for a few statements outside a transaction.
+pub enum DbConn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+/// An open transaction; dropped without [`DbTx::commit`], it rolls back.
+pub enum DbTx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl AsConn for DbConn {
+    fn as_conn(&mut self) -> ConnRef<'_> {
+        match self {
+            Self::Sqlite(c) => ConnRef::Sqlite(c),
+            Self::Postgres(c) => ConnRef::Postgres(c),
+        }
+    }
+}
+
+impl AsConn for DbTx {
+    fn as_conn(&mut self) -> ConnRef<'_> {
+        match self {
+            Self::Sqlite(t) => ConnRef::Sqlite(t),
+            Self::Postgres(t) => ConnRef::Postgres(t),
+        }
+    }
+}
+
+impl<T: AsConn> AsConn for &mut T {
+    fn as_conn(&mut self) -> ConnRef<'_> {
+        (**self).as_conn()
+    }
+}
+
+impl DbTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(t) => t.commit().await,
+            Self::Postgres(t) => t.commit().await,
+        }
+    }
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot connect to the database at DATABASE_URL ({url}): {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// How long start-up waits for the database before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Db {
+    /// Opens a pool for `url`; a SQLite file is created when missing.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, ConnectError> {
+        let unreachable = |e: sqlx::Error| ConnectError::Unreachable {
+            url: url.redacted(),
+            reason: crate::error::chain(&e),
+        };
+        let bad_url = |e: sqlx::Error| {
+            ConfigError::new(
+                "DATABASE_URL",
+                format!("'{}': {}", url.redacted(), crate::error::chain(&e)),
+            )
+        };
+        match url {
+            DatabaseUrl::Sqlite(u) => {
+                let options = SqliteConnectOptions::from_str(u)
+                    .map_err(bad_url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(unreachable)?;
+                Ok(Self::Sqlite(pool))
+            }
+            DatabaseUrl::Postgres(u) => {
+                let options = PgConnectOptions::from_str(u).map_err(bad_url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(unreachable)?;
+                Ok(Self::Postgres(pool))
+            }
+        }
+    }
+
+    /// Takes a connection from the pool.
+    pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(p) => DbConn::Sqlite(p.acquire().await?),
+            Self::Postgres(p) => DbConn::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// Begins a transaction.
+    ///
+    /// On SQLite the transaction takes the write lock at once (`BEGIN IMMEDIATE`), so two
+    /// writers queue on the busy timeout instead of failing when one upgrades a read lock.
+    pub async fn begin(&self) -> Result<DbTx, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(p) => DbTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Postgres(p) => DbTx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Answers whether the database responds to a trivial query.
+    pub async fn ping(&self) -> bool {
+        let probe = async {
+            let mut conn = self.acquire().await?;
+            sql!(&mut conn, |c| sqlx::query("SELECT 1")
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), probe).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Closes every connection in the pool.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(p) => p.close().await,
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// The engine's name, for logs.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The current time at the precision both databases store.
+pub fn now() -> DateTime<Utc> {
+    truncate(Utc::now())
+}
+
+/// Truncates a time to whole microseconds.
+pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(chrono::Duration::microseconds(1))
+        .unwrap_or(t)
+}
+
+/// Whether an error is a unique-constraint violation (a taken email, say).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}

@@ -1,0 +1,258 @@
+//! The `sessions` table: one row per signed-in device, holding only hashes of its
+//! refresh tokens.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{db::AsConn, db::users::UserRow, sql};
+
+/// A row of `sessions`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub token_hash: Vec<u8>,
+    pub previous_token_hash: Option<Vec<u8>>,
+    pub rotated_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub absolute_expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+}
+
+impl SessionRow {
+    /// Whether the session can still be used at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// A session together with its user, as loaded for an incoming request.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionUserRow {
+    pub session_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub user: UserRow,
+}
+
+/// A session about to be inserted.
+pub struct NewSession<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub token_hash: &'a [u8],
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub absolute_expires_at: DateTime<Utc>,
+    pub user_agent: Option<&'a str>,
+}
+
+macro_rules! session_columns {
+    () => {
+        "id, user_id, token_hash, previous_token_hash, rotated_at, created_at, last_used_at, \
+         expires_at, absolute_expires_at, revoked_at, user_agent"
+    };
+}
+
+#[tracing::instrument(skip_all, fields(session_id = %s.id, user_id = %s.user_id))]
+pub async fn insert(mut conn: impl AsConn, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, token_hash, rotated_at, created_at, last_used_at, \
+             expires_at, absolute_expires_at, user_agent) VALUES ($1, $2, $3, $4, $4, $4, $5, $6, $7)",
+        )
+        .bind(s.id)
+        .bind(s.user_id)
+        .bind(s.token_hash)
+        .bind(s.now)
+        .bind(s.expires_at)
+        .bind(s.absolute_expires_at)
+        .bind(s.user_agent)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn find(mut conn: impl AsConn, id: Uuid) -> Result<Option<SessionRow>, sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(c)
+        .await
+    })
+}
+
+/// Loads a session and its user in one query.
+#[tracing::instrument(skip_all, fields(%session_id))]
+pub async fn find_with_user(
+    mut conn: impl AsConn,
+    session_id: Uuid,
+) -> Result<Option<SessionUserRow>, sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query_as(
+            "SELECT s.id AS session_id, s.expires_at, s.revoked_at, s.last_used_at, \
+             u.id, u.username, u.email, u.password_hash, u.role, u.created_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(c)
+        .await
+    })
+}
+
+/// Replaces the live refresh token `old_hash` by `new_hash`, keeping `old_hash` as the
+/// previous one. Returns false when `old_hash` is no longer the live token (another
+/// request rotated it first) or the session was revoked: the caller re-reads and decides.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn rotate(
+    mut conn: impl AsConn,
+    id: Uuid,
+    old_hash: &[u8],
+    new_hash: &[u8],
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sql!(&mut conn, |c| {
+        sqlx::query(
+            "UPDATE sessions SET token_hash = $3, previous_token_hash = $2, rotated_at = $4, \
+             last_used_at = $4, expires_at = $5 \
+             WHERE id = $1 AND token_hash = $2 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(old_hash)
+        .bind(new_hash)
+        .bind(now)
+        .bind(expires_at)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(done == 1)
+}
+
+/// Why a session ended, kept for audits.
+#[derive(Debug, Clone, Copy)]
+pub enum RevokeReason {
+    Logout,
+    LogoutAll,
+    Revoked,
+    PasswordChanged,
+    RefreshTokenReuse,
+}
+
+impl RevokeReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::Revoked => "revoked",
+            Self::PasswordChanged => "password_changed",
+            Self::RefreshTokenReuse => "refresh_token_reuse",
+        }
+    }
+}
+
+/// Revokes one session of `user_id`; returns false when it was already revoked or is
+/// not theirs.
+#[tracing::instrument(skip_all, fields(%id, %user_id, ?reason))]
+pub async fn revoke(
+    mut conn: impl AsConn,
+    id: Uuid,
+    user_id: Uuid,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sql!(&mut conn, |c| {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
+             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(now)
+        .bind(reason.as_str())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(done == 1)
+}
+
+/// Revokes every live session of `user_id` except `keep`; returns how many.
+#[tracing::instrument(skip_all, fields(%user_id, ?reason))]
+pub async fn revoke_all(
+    mut conn: impl AsConn,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let done = sql!(&mut conn, |c| {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 \
+             AND ($2 IS NULL OR id <> $2)",
+        )
+        .bind(user_id)
+        .bind(keep)
+        .bind(now)
+        .bind(reason.as_str())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(done)
+}
+
+/// The live sessions of `user_id`, newest first.
+#[tracing::instrument(skip_all, fields(%user_id))]
+pub async fn list_live(
+    mut conn: impl AsConn,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC, id"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(c)
+        .await
+    })
+}
+
+/// Records that a session was used, at most once per `after` so that reading requests
+/// do not each cost a write.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn touch(
+    mut conn: impl AsConn,
+    id: Uuid,
+    now: DateTime<Utc>,
+    stale_before: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query("UPDATE sessions SET last_used_at = $2 WHERE id = $1 AND last_used_at < $3")
+            .bind(id)
+            .bind(now)
+            .bind(stale_before)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}

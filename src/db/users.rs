@@ -1,0 +1,175 @@
+//! The `users` table: accounts, their credentials and roles.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{db::AsConn, sql};
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    /// The role as stored in the database and in access tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "user" => Ok(Self::User),
+            "admin" => Ok(Self::Admin),
+            other => Err(format!("unknown role '{other}' (expected user or admin)")),
+        }
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// A row of `users`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user about to be inserted; the `*_key` fields are the case-folded unique forms.
+pub struct NewUser<'a> {
+    pub id: Uuid,
+    pub username: &'a str,
+    pub username_key: &'a str,
+    pub email: &'a str,
+    pub email_key: &'a str,
+    pub password_hash: &'a str,
+    pub role: Role,
+    pub now: DateTime<Utc>,
+}
+
+/// The columns of [`UserRow`], for `concat!` into static SQL.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, password_hash, role, created_at"
+    };
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
+pub async fn insert(mut conn: impl AsConn, user: &NewUser<'_>) -> Result<(), sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query(
+            "INSERT INTO users (id, username, username_key, email, email_key, password_hash, \
+             role, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(user.id)
+        .bind(user.username)
+        .bind(user.username_key)
+        .bind(user.email)
+        .bind(user.email_key)
+        .bind(user.password_hash)
+        .bind(user.role.as_str())
+        .bind(user.now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn find_by_id(mut conn: impl AsConn, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(c)
+        .await
+    })
+}
+
+/// Finds a user by the case-folded email.
+#[tracing::instrument(skip_all)]
+pub async fn find_by_email_key(
+    mut conn: impl AsConn,
+    email_key: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email_key = $1"
+        ))
+        .bind(email_key)
+        .fetch_optional(c)
+        .await
+    })
+}
+
+/// Which of an email and a username (case-folded) are already in use.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub email: bool,
+    pub username: bool,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn taken(
+    mut conn: impl AsConn,
+    email_key: &str,
+    username_key: &str,
+) -> Result<Taken, sqlx::Error> {
+    let rows: Vec<(String, String)> = sql!(&mut conn, |c| {
+        sqlx::query_as(
+            "SELECT email_key, username_key FROM users WHERE email_key = $1 OR username_key = $2",
+        )
+        .bind(email_key)
+        .bind(username_key)
+        .fetch_all(c)
+        .await
+    })?;
+    Ok(Taken {
+        email: rows.iter().any(|(e, _)| e == email_key),
+        username: rows.iter().any(|(_, u)| u == username_key),
+    })
+}
+
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn set_password_hash(
+    mut conn: impl AsConn,
+    id: Uuid,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(password_hash)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The one application error type, and the one place that decides what a client sees.
+//!
+//! Every error reaching a client carries a stable `extensions.code`. Internal errors are
+//! logged with their whole cause chain and the request id; the client gets only
+//! "internal error" and that id, so SQL, file paths and library messages never leak.
+
+use std::fmt;
+
+use async_graphql::ErrorExtensions;
+use uuid::Uuid;
+
+/// Stable error codes, shown to clients as `extensions.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Unauthenticated,
+    Forbidden,
+    BadUserInput,
+    NotFound,
+    Conflict,
+    InternalServerError,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from anywhere in the application.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The caller is not signed in, or their credentials are invalid.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller is signed in but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// An input value is invalid; `field` names it.
+    #[error("{message}")]
+    BadUserInput {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with existing data (a taken email, say).
+    #[error("{message}")]
+    Conflict {
+        field: Option<&'static str>,
+        message: String,
+    },
+    /// Something went wrong inside the server; never shown to the client.
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Shorthand for results carrying an [`AppError`].
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
+        Self::BadUserInput {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::Forbidden(_) => Code::Forbidden,
+            Self::BadUserInput { .. } => Code::BadUserInput,
+            Self::NotFound(_) => Code::NotFound,
+            Self::Conflict { .. } => Code::Conflict,
+            Self::Internal(_) => Code::InternalServerError,
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for AppError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Self::internal(err)
+    }
+}
+
+tokio::task_local! {
+    /// The id of the HTTP request being served, for error messages and logs.
+    pub static REQUEST_ID: Uuid;
+}
+
+/// The current request id, if this task is serving a request.
+pub fn current_request_id() -> Option<Uuid> {
+    REQUEST_ID.try_with(|id| *id).ok()
+}
+
+/// Formats an error and all its sources on one line.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        let code = err.code();
+        match err {
+            AppError::Internal(cause) => {
+                let request_id = current_request_id();
+                tracing::error!(
+                    request_id = request_id.map(|id| id.to_string()),
+                    error = %chain(cause.as_ref()),
+                    "internal error"
+                );
+                let message = match request_id {
+                    Some(id) => format!("internal error (request id {id})"),
+                    None => "internal error".to_owned(),
+                };
+                async_graphql::Error::new(message).extend_with(|_, e| {
+                    e.set("code", code.as_str());
+                    if let Some(id) = request_id {
+                        e.set("requestId", id.to_string());
+                    }
+                })
+            }
+            AppError::BadUserInput { field, message } => async_graphql::Error::new(message)
+                .extend_with(|_, e| {
+                    e.set("code", code.as_str());
+                    e.set("field", field);
+                }),
+            AppError::Conflict {
+                field: Some(field),
+                message,
+            } => async_graphql::Error::new(message).extend_with(|_, e| {
+                e.set("code", code.as_str());
+                e.set("field", field);
+            }),
+            other => async_graphql::Error::new(other.to_string())
+                .extend_with(|_, e| e.set("code", code.as_str())),
+        }
+    }
+}

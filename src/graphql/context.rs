@@ -1,0 +1,35 @@
+//! Access to per-request data from resolvers.
+
+use async_graphql::{Context, ID};
+use uuid::Uuid;
+
+use crate::{
+    auth::{Auth, Caller, ClientInfo, Identity},
+    error::{AppError, AppResult},
+};
+
+/// The authentication service.
+pub fn auth<'a>(ctx: &Context<'a>) -> &'a Auth {
+    ctx.data_unchecked::<Auth>()
+}
+
+/// The caller of this request.
+pub fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
+    ctx.data_unchecked::<Caller>()
+}
+
+/// What the client told us about itself.
+pub fn client<'a>(ctx: &Context<'a>) -> &'a ClientInfo {
+    ctx.data_unchecked::<ClientInfo>()
+}
+
+/// The signed-in caller, or UNAUTHENTICATED.
+pub async fn identity<'a>(ctx: &Context<'a>) -> AppResult<&'a Identity> {
+    caller(ctx).identity(auth(ctx)).await
+}
+
+/// Parses an `ID` argument, naming the argument when it is malformed.
+pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
+    Uuid::parse_str(id)
+        .map_err(|_| AppError::bad_input(field, format!("'{}' is not a valid id", id.as_str())))
+}

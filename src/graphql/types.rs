@@ -1,0 +1,133 @@
+//! GraphQL object, input and enum types. Each is separate from the database row it is
+//! made from (joined by `From`), so the API can change without touching storage and
+//! storage details never appear in the API by accident.
+
+use async_graphql::{Enum, ID, InputObject, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{
+    auth::Authenticated,
+    db::{sessions::SessionRow, users},
+};
+
+/// What an account may do.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An ordinary account.
+    User,
+    /// An administrator, who may manage other accounts.
+    Admin,
+}
+
+impl From<users::Role> for Role {
+    fn from(role: users::Role) -> Self {
+        match role {
+            users::Role::User => Self::User,
+            users::Role::Admin => Self::Admin,
+        }
+    }
+}
+
+/// A person with an account.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct User {
+    /// The user's unique, permanent id.
+    pub id: ID,
+    /// The user's public name: 3 to 32 letters, digits or underscores.
+    pub username: String,
+    /// The user's email address; visible only to the user themself.
+    pub email: Option<String>,
+    /// What the user may do.
+    pub role: Role,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<users::UserRow> for User {
+    fn from(row: users::UserRow) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            username: row.username,
+            email: Some(row.email),
+            role: row.role.into(),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// The credentials of a signed-in session.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AuthPayload {
+    /// A short-lived JWT to send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    /// An opaque, single-use token that `refresh` exchanges for new tokens. Keep it
+    /// secret; each refresh returns its successor.
+    pub refresh_token: Option<String>,
+    /// How to send the access token: always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i32,
+    /// The signed-in user.
+    pub user: User,
+}
+
+impl From<Authenticated> for AuthPayload {
+    fn from(a: Authenticated) -> Self {
+        Self {
+            access_token: a.access_token,
+            refresh_token: Some(a.refresh_token),
+            token_type: "Bearer".to_owned(),
+            expires_in: i32::try_from(a.expires_in).unwrap_or(i32::MAX),
+            user: a.user.into(),
+        }
+    }
+}
+
+/// A signed-in device or client of the caller.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Session {
+    /// The session's id, for `revokeSession`.
+    pub id: ID,
+    /// When the user signed in.
+    pub created_at: DateTime<Utc>,
+    /// When the session was last used (to within a minute).
+    pub last_used_at: DateTime<Utc>,
+    /// When the session ends unless it is refreshed before then.
+    pub expires_at: DateTime<Utc>,
+    /// The `User-Agent` the client sent when it signed in.
+    pub user_agent: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+impl Session {
+    pub fn new(row: SessionRow, current_session: Uuid) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            user_agent: row.user_agent,
+            current: row.id == current_session,
+        }
+    }
+}
+
+/// A new account.
+#[derive(InputObject, Debug)]
+pub struct RegisterInput {
+    /// The email address to sign in with; unique regardless of case.
+    pub email: String,
+    /// 3 to 32 letters, digits or underscores; unique regardless of case.
+    pub username: String,
+    /// 8 to 128 characters, not one of the most common passwords.
+    pub password: String,
+}
+
+/// Credentials to sign in with.
+#[derive(InputObject, Debug)]
+pub struct LoginInput {
+    pub email: String,
+    pub password: String,
+}

@@ -1,0 +1,17 @@
+//! quire: a GraphQL API server for user accounts and posts, with authentication done
+//! properly.
+//!
+//! Data flows one way: [`http`] → [`graphql`] resolvers → services ([`auth`]) →
+//! repositories ([`db`]) → the database.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod telemetry;

@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use quire::cli::{Cli, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("error: cannot read .env: {e}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Logging: human-readable lines in development, JSON in production; always to stderr,
+//! so that commands such as `print-schema` keep stdout for their output.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::config::{ConfigError, Environment};
+
+/// Installs the global subscriber with the `QUIRE_LOG` filter (`info`, `quire=debug`, …).
+pub fn init(filter: &str, environment: Environment) -> Result<(), ConfigError> {
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| ConfigError::new("QUIRE_LOG", format!("'{filter}': {e}")))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match environment {
+        Environment::Production => registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .try_init(),
+        Environment::Development => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    // Already installed (a test harness, say): keep the existing one.
+    let _ = result;
+    Ok(())
+}
