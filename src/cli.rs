@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::{
     app::{self, StartError},
     auth::{Auth, register::NewAccount},
-    config::{Config, Settings},
+    config::{Config, Settings, defaults},
     db::{Db, users::Role},
     error::chain,
     graphql, telemetry,
@@ -32,7 +32,7 @@ pub struct SettingsArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "sqlite://quire.db",
+        default_value = defaults::DATABASE_URL,
         global = true
     )]
     pub database_url: String,
@@ -40,7 +40,7 @@ pub struct SettingsArgs {
     #[arg(
         long,
         env = "QUIRE_LISTEN",
-        default_value = "127.0.0.1:8000",
+        default_value = defaults::LISTEN,
         global = true
     )]
     pub listen: String,
@@ -48,7 +48,7 @@ pub struct SettingsArgs {
     #[arg(
         long = "env",
         env = "QUIRE_ENV",
-        default_value = "development",
+        default_value = defaults::ENVIRONMENT,
         global = true
     )]
     pub environment: String,
@@ -60,7 +60,7 @@ pub struct SettingsArgs {
     #[arg(
         long,
         env = "QUIRE_ACCESS_TOKEN_TTL",
-        default_value = "15m",
+        default_value = defaults::ACCESS_TOKEN_TTL,
         global = true
     )]
     pub access_token_ttl: String,
@@ -68,7 +68,7 @@ pub struct SettingsArgs {
     #[arg(
         long,
         env = "QUIRE_REFRESH_TOKEN_TTL",
-        default_value = "30d",
+        default_value = defaults::REFRESH_TOKEN_TTL,
         global = true
     )]
     pub refresh_token_ttl: String,
@@ -76,7 +76,7 @@ pub struct SettingsArgs {
     #[arg(
         long,
         env = "QUIRE_SESSION_MAX_AGE",
-        default_value = "90d",
+        default_value = defaults::SESSION_MAX_AGE,
         global = true
     )]
     pub session_max_age: String,
@@ -85,12 +85,12 @@ pub struct SettingsArgs {
     #[arg(
         long,
         env = "QUIRE_REFRESH_REUSE_GRACE",
-        default_value = "10s",
+        default_value = defaults::REFRESH_REUSE_GRACE,
         global = true
     )]
     pub refresh_reuse_grace: String,
     /// Log filter, e.g. info, debug or quire=debug,info
-    #[arg(long, env = "QUIRE_LOG", default_value = "info", global = true)]
+    #[arg(long, env = "QUIRE_LOG", default_value = defaults::LOG, global = true)]
     pub log: String,
 }
 

@@ -122,17 +122,6 @@ pub struct AuthConfig {
     pub refresh_reuse_grace: Duration,
 }
 
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            access_token_ttl: Duration::from_secs(15 * 60),
-            refresh_token_ttl: Duration::from_secs(30 * 86_400),
-            session_max_age: Duration::from_secs(90 * 86_400),
-            refresh_reuse_grace: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Everything the server needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -144,8 +133,20 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
+/// The documented defaults, shared by the command line and the tests.
+pub mod defaults {
+    pub const DATABASE_URL: &str = "sqlite://quire.db";
+    pub const LISTEN: &str = "127.0.0.1:8000";
+    pub const ENVIRONMENT: &str = "development";
+    pub const ACCESS_TOKEN_TTL: &str = "15m";
+    pub const REFRESH_TOKEN_TTL: &str = "30d";
+    pub const SESSION_MAX_AGE: &str = "90d";
+    pub const REFRESH_REUSE_GRACE: &str = "10s";
+    pub const LOG: &str = "info";
+}
+
 /// The raw settings as strings, before validation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
     pub listen: String,
@@ -155,6 +156,21 @@ pub struct Settings {
     pub refresh_token_ttl: String,
     pub session_max_age: String,
     pub refresh_reuse_grace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: defaults::DATABASE_URL.to_owned(),
+            listen: defaults::LISTEN.to_owned(),
+            environment: defaults::ENVIRONMENT.to_owned(),
+            jwt_secret: None,
+            access_token_ttl: defaults::ACCESS_TOKEN_TTL.to_owned(),
+            refresh_token_ttl: defaults::REFRESH_TOKEN_TTL.to_owned(),
+            session_max_age: defaults::SESSION_MAX_AGE.to_owned(),
+            refresh_reuse_grace: defaults::REFRESH_REUSE_GRACE.to_owned(),
+        }
+    }
 }
 
 impl Config {

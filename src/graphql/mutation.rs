@@ -9,10 +9,11 @@ use super::{
 };
 use crate::{auth::register::NewAccount, error::AppError};
 
-/// Write operations.
+/// The mutation root.
 #[derive(Default)]
 pub struct Mutation;
 
+/// Write operations: accounts, sign-in and sessions.
 #[Object]
 impl Mutation {
     /// Creates an account and signs it in.

@@ -7,10 +7,11 @@ use super::{
     types::{Session, User},
 };
 
-/// Read operations.
+/// The query root.
 #[derive(Default)]
 pub struct Query;
 
+/// Read operations. Every query needs a signed-in caller.
 #[Object]
 impl Query {
     /// The signed-in caller.

@@ -128,6 +128,8 @@ pub struct RegisterInput {
 /// Credentials to sign in with.
 #[derive(InputObject, Debug)]
 pub struct LoginInput {
+    /// The account's email address, in any case.
     pub email: String,
+    /// The account's password.
     pub password: String,
 }

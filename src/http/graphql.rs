@@ -1,10 +1,13 @@
 //! `POST /graphql` and `GET /graphql`: GraphQL over HTTP, and GraphiQL for browsers.
 
-use async_graphql::http::GraphiQLSource;
+use async_graphql::{
+    http::GraphiQLSource,
+    parser::types::{DocumentOperations, OperationType},
+};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     extract::{FromRequest, Request, State},
-    http::{HeaderMap, header},
+    http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 
@@ -46,9 +49,13 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     )
     .await
     {
-        Ok(request) => execute(&state, id, &headers, request.into_inner())
-            .await
-            .into_response(),
+        Ok(request) => {
+            let request = request.into_inner();
+            if is_mutation(&request) {
+                return mutation_over_get();
+            }
+            execute(&state, id, &headers, request).await.into_response()
+        }
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -75,6 +82,40 @@ async fn execute(
         .scope(request_id, state.schema.execute(request))
         .await
         .into()
+}
+
+/// Whether the operation a request selects is a mutation. A request that does not parse
+/// is left to the executor, which reports the syntax error.
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let ty = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) => ops
+            .values()
+            .next()
+            .filter(|_| ops.len() == 1)
+            .map(|op| op.node.ty),
+    };
+    ty == Some(OperationType::Mutation)
+}
+
+/// A GET must not change anything: links, prefetchers and caches issue GETs freely.
+fn mutation_over_get() -> Response {
+    let body = serde_json::json!({
+        "errors": [{
+            "message": "mutations must be sent with POST",
+            "extensions": { "code": "METHOD_NOT_ALLOWED" }
+        }]
+    });
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {

@@ -1,0 +1,255 @@
+//! The command line: create-user, migrate, print-schema, and refusing bad configuration.
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, TestDb, quire, quire_env, quire_in};
+
+crate::on_both_databases!(
+    create_user_makes_an_admin,
+    migrate_revert_then_migrate_round_trips
+);
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+async fn create_user_makes_an_admin(db: TestDb) {
+    let args = [
+        "create-user",
+        "--email",
+        "Root@Example.com",
+        "--username",
+        "root",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ];
+    let out = quire(Some(&db.url), &args, &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("created admin root <Root@Example.com>"),
+        "{}",
+        stdout(&out)
+    );
+
+    let app = db.spawn().await;
+    let login = app.login("root@example.com", PASSWORD).await.ok();
+    assert_eq!(login.data("login.user.role"), "ADMIN");
+    let token = login.data("login.accessToken").as_str().unwrap();
+    assert_eq!(app.me(token).await.ok().data("me.role"), "ADMIN");
+
+    // The same rules as register apply, each refusal on one line.
+    let again = quire(Some(&db.url), &args, &format!("{PASSWORD}\n"));
+    assert!(!again.status.success());
+    assert_eq!(
+        stderr(&again).trim(),
+        "error: this email is already registered"
+    );
+
+    let weak = quire(
+        Some(&db.url),
+        &[
+            "create-user",
+            "--email",
+            "x@example.com",
+            "--username",
+            "x_x",
+            "--password-stdin",
+        ],
+        "password123\n",
+    );
+    assert!(!weak.status.success());
+    assert!(stderr(&weak).contains("commonly used"), "{}", stderr(&weak));
+
+    // A plain user by default.
+    let user = quire(
+        Some(&db.url),
+        &[
+            "create-user",
+            "--email",
+            "u@example.com",
+            "--username",
+            "plain",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        stdout(&user).starts_with("created user plain"),
+        "{}",
+        stderr(&user)
+    );
+}
+
+async fn migrate_revert_then_migrate_round_trips(db: TestDb) {
+    let out = quire(Some(&db.url), &["migrate"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "database is up to date");
+
+    {
+        let app = db.spawn().await;
+        app.signed_up("before").await;
+    }
+
+    let out = quire(Some(&db.url), &["migrate", "--revert"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "reverted migration 1 (accounts and sessions)"
+    );
+    let out = quire(Some(&db.url), &["migrate", "--revert"], "");
+    assert_eq!(stdout(&out).trim(), "no migration to revert");
+
+    let out = quire(Some(&db.url), &["migrate"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The schema is back, empty, and works.
+    let app = db.spawn().await;
+    assert_eq!(
+        app.login("before@example.com", PASSWORD).await.code(),
+        "UNAUTHENTICATED"
+    );
+    let t = app.signed_up("after").await;
+    app.me(&t.access).await.ok();
+    let sessions = app
+        .gql(Some(&t.access), "{ sessions { id } }", json!({}))
+        .await
+        .ok();
+    assert_eq!(sessions.data("sessions").as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn bad_configuration_is_refused_in_one_line_naming_the_setting() {
+    /// Arguments, environment, and what the error must mention.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &["--access-token-ttl", "5x", "migrate"],
+            &[],
+            "QUIRE_ACCESS_TOKEN_TTL",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_REFRESH_TOKEN_TTL", "soon")],
+            "QUIRE_REFRESH_TOKEN_TTL",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_SESSION_MAX_AGE", "0s")],
+            "QUIRE_SESSION_MAX_AGE",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_REFRESH_REUSE_GRACE", "ten")],
+            "QUIRE_REFRESH_REUSE_GRACE",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_JWT_SECRET", "too-short")],
+            "QUIRE_JWT_SECRET",
+        ),
+        (
+            &["migrate"],
+            &[("DATABASE_URL", "mysql://localhost/quire")],
+            "DATABASE_URL",
+        ),
+        (
+            &["migrate"],
+            &[("DATABASE_URL", "postgres://quire:hunter2@127.0.0.1:1/quire")],
+            "cannot connect to the database at DATABASE_URL",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_LISTEN", "everywhere")],
+            "QUIRE_LISTEN",
+        ),
+        (&["migrate"], &[("QUIRE_ENV", "staging")], "QUIRE_ENV"),
+        (&["migrate"], &[("QUIRE_LOG", "info,[")], "QUIRE_LOG"),
+    ];
+    for (args, env, names) in cases {
+        let out = quire_env(None, args, env, "");
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} {env:?} should fail");
+        assert_eq!(err.trim().lines().count(), 1, "one line for {env:?}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains(names), "{env:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn settings_are_read_from_a_dot_env_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "DATABASE_URL=sqlite://from-dotenv.db\n",
+    )
+    .unwrap();
+    let out = quire_in(dir.path(), &["migrate"], &[], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("from-dotenv.db").exists());
+
+    std::fs::write(
+        dir.path().join(".env"),
+        "QUIRE_ACCESS_TOKEN_TTL=fortnight\n",
+    )
+    .unwrap();
+    let out = quire_in(dir.path(), &["migrate"], &[], "");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("QUIRE_ACCESS_TOKEN_TTL"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The environment wins over the file.
+    let out = quire_in(
+        dir.path(),
+        &["migrate"],
+        &[("QUIRE_ACCESS_TOKEN_TTL", "5m")],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn help_documents_every_setting_with_its_environment_variable() {
+    let out = quire(None, &["--help"], "");
+    let help = stdout(&out);
+    for var in [
+        "DATABASE_URL",
+        "QUIRE_LISTEN",
+        "QUIRE_ENV",
+        "QUIRE_JWT_SECRET",
+        "QUIRE_ACCESS_TOKEN_TTL",
+        "QUIRE_REFRESH_TOKEN_TTL",
+        "QUIRE_SESSION_MAX_AGE",
+        "QUIRE_REFRESH_REUSE_GRACE",
+        "QUIRE_LOG",
+    ] {
+        assert!(help.contains(&format!("env: {var}")), "--help lacks {var}");
+    }
+    for command in ["serve", "migrate", "create-user", "print-schema"] {
+        assert!(help.contains(command), "--help lacks {command}");
+    }
+}
+
+#[test]
+fn schema_graphql_matches_print_schema() {
+    let out = quire(None, &["print-schema"], "");
+    assert!(out.status.success());
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+            .expect("schema.graphql at the repository root");
+    assert!(
+        stdout(&out) == checked_in,
+        "schema.graphql is out of date: run `cargo run -- print-schema > schema.graphql`"
+    );
+}

@@ -1,0 +1,125 @@
+//! What clients see when things go wrong, and the operational endpoints.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestDb, quire};
+
+crate::on_both_databases!(
+    every_graphql_error_has_a_code,
+    internal_errors_show_only_a_request_id,
+    health_and_readiness,
+    graphiql_is_served_to_browsers,
+);
+
+async fn every_graphql_error_has_a_code(db: TestDb) {
+    let app = db.spawn().await;
+
+    let parse = app.gql(None, "{ me { id ", json!({})).await;
+    assert_eq!(parse.code(), "GRAPHQL_PARSE_FAILED");
+
+    let unknown = app.gql(None, "{ whoever { id } }", json!({})).await;
+    assert_eq!(unknown.code(), "GRAPHQL_VALIDATION_FAILED");
+    assert!(unknown.body["data"].is_null());
+
+    let bad_variable = app
+        .gql(
+            None,
+            "mutation($i: LoginInput!) { login(input: $i) { accessToken } }",
+            json!({ "i": { "email": 42 } }),
+        )
+        .await;
+    assert!(
+        bad_variable.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["extensions"]["code"].is_string()),
+        "{}",
+        bad_variable.body
+    );
+    assert_eq!(bad_variable.code(), "GRAPHQL_VALIDATION_FAILED");
+}
+
+async fn internal_errors_show_only_a_request_id(db: TestDb) {
+    let app = db.spawn().await;
+    app.signed_up("ada").await;
+
+    // Pull the tables out from under the running server.
+    let out = quire(Some(&db.url), &["migrate", "--revert"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let res = app.register("bob@example.com", "bob", PASSWORD).await;
+    assert_eq!(res.code(), "INTERNAL_SERVER_ERROR");
+    let request_id = res.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        res.message(),
+        format!("internal error (request id {request_id})")
+    );
+    assert_eq!(res.error()["extensions"]["requestId"], request_id.as_str());
+    let text = res.body.to_string().to_lowercase();
+    for leak in ["users", "table", "relation", "sqlx", "select", "database"] {
+        assert!(
+            !text.contains(leak),
+            "the response mentions {leak:?}: {text}"
+        );
+    }
+}
+
+async fn health_and_readiness(db: TestDb) {
+    let app = db.spawn().await;
+    let live = app.get("/healthz", None).await;
+    assert_eq!(live.status(), 200);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), 200);
+    assert!(ready.headers().contains_key("x-request-id"));
+
+    // With the database gone, the process is alive but not ready.
+    app.app.db.close().await;
+    assert_eq!(app.get("/readyz", None).await.status(), 503);
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+}
+
+async fn graphiql_is_served_to_browsers(db: TestDb) {
+    let app = db.spawn().await;
+    let page = app
+        .get(
+            "/graphql",
+            Some("text/html,application/xhtml+xml,*/*;q=0.8"),
+        )
+        .await;
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.to_lowercase().contains("graphiql"));
+
+    // Scripts may send a query in the URL.
+    let res = app
+        .get("/graphql?query=%7B__typename%7D", Some("application/json"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"]["__typename"], "Query");
+
+    // But never a mutation: a GET must change nothing.
+    let t = app.signed_up("ada").await;
+    let res = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .query(&[("query", "mutation { logoutAll }")])
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "POST");
+    app.me(&t.access).await.ok();
+}
