@@ -23,7 +23,7 @@ impl ConfigError {
     }
 }
 
-/// Which kind of deployment this is; production hides details from clients.
+/// Which kind of deployment this is; production logs JSON lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
     Development,
@@ -193,7 +193,8 @@ impl Config {
                 ));
             }
         };
-        let jwt_secret = match &s.jwt_secret {
+        // An empty value (`QUIRE_JWT_SECRET=` in a compose file, say) means unset.
+        let jwt_secret = match s.jwt_secret.as_deref().filter(|v| !v.is_empty()) {
             Some(v) if v.len() < Secret::MIN_LEN => {
                 return Err(ConfigError::new(
                     "QUIRE_JWT_SECRET",
@@ -289,6 +290,23 @@ mod tests {
         for bad in ["", "15", "m", "15x", "1.5h", "-3s", "15 m"] {
             assert_eq!(parse_duration(bad), None, "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn an_empty_secret_means_none_and_a_short_one_is_refused() {
+        let mut s = Settings {
+            jwt_secret: Some(String::new()),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(&s).unwrap().jwt_secret.is_none());
+        s.jwt_secret = Some("x".repeat(31));
+        let err = Config::from_settings(&s).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid QUIRE_JWT_SECRET: it is 31 bytes long"),
+            "{err}"
+        );
+        s.jwt_secret = Some("x".repeat(32));
+        assert!(Config::from_settings(&s).unwrap().jwt_secret.is_some());
     }
 
     #[test]

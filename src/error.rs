@@ -123,13 +123,17 @@ pub fn current_request_id() -> Option<Uuid> {
     REQUEST_ID.try_with(|id| *id).ok()
 }
 
-/// Formats an error and all its sources on one line.
+/// Formats an error and all its sources on one line, skipping a source whose message
+/// its parent already quotes.
 pub fn chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let message = s.to_string();
+        if !out.contains(&message) {
+            out.push_str(": ");
+            out.push_str(&message);
+        }
         source = s.source();
     }
     out

@@ -1,6 +1,8 @@
 //! Logging: human-readable lines in development, JSON in production; always to stderr,
 //! so that commands such as `print-schema` keep stdout for their output.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::{ConfigError, Environment};
@@ -15,7 +17,11 @@ pub fn init(filter: &str, environment: Environment) -> Result<(), ConfigError> {
             .with(fmt::layer().json().with_writer(std::io::stderr))
             .try_init(),
         Environment::Development => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     // Already installed (a test harness, say): keep the existing one.

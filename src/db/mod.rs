@@ -16,7 +16,8 @@ use std::{str::FromStr, time::Duration};
 
 use chrono::{DateTime, DurationRound, Utc};
 use sqlx::{
-    PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
+    ConnectOptions, Connection, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection,
+    SqlitePool,
     pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -35,6 +36,18 @@ macro_rules! sql {
             $crate::db::ConnRef::Sqlite($c) => $body,
             $crate::db::ConnRef::Postgres($c) => $body,
         }
+    };
+}
+
+/// Runs the statement built by `$query` on either engine; evaluates to the number of rows
+/// it affected.
+#[macro_export]
+macro_rules! execute {
+    ($conn:expr, $query:expr) => {
+        $crate::sql!($conn, |c| $query
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))
     };
 }
 
@@ -145,6 +158,17 @@ impl Db {
             }
             DatabaseUrl::Postgres(u) => {
                 let options = PgConnectOptions::from_str(u).map_err(bad_url)?;
+                // One direct connection first: when the server cannot be reached, its error
+                // says why (refused, unknown host, bad password), where the pool would
+                // only report that it timed out.
+                let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+                    .await
+                    .map_err(|_| ConnectError::Unreachable {
+                        url: url.redacted(),
+                        reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                    })?
+                    .map_err(unreachable)?;
+                probe.close().await.map_err(unreachable)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(CONNECT_TIMEOUT)
@@ -179,10 +203,7 @@ impl Db {
     pub async fn ping(&self) -> bool {
         let probe = async {
             let mut conn = self.acquire().await?;
-            sql!(&mut conn, |c| sqlx::query("SELECT 1")
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected()))
+            execute!(&mut conn, sqlx::query("SELECT 1"))
         };
         matches!(
             tokio::time::timeout(Duration::from_secs(2), probe).await,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{db::AsConn, db::users::UserRow, sql};
+use crate::{db::AsConn, db::users::UserRow, execute, sql};
 
 /// A row of `sessions`.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -60,7 +60,8 @@ macro_rules! session_columns {
 
 #[tracing::instrument(skip_all, fields(session_id = %s.id, user_id = %s.user_id))]
 pub async fn insert(mut conn: impl AsConn, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
-    sql!(&mut conn, |c| {
+    execute!(
+        &mut conn,
         sqlx::query(
             "INSERT INTO sessions (id, user_id, token_hash, rotated_at, created_at, last_used_at, \
              expires_at, absolute_expires_at, user_agent) VALUES ($1, $2, $3, $4, $4, $4, $5, $6, $7)",
@@ -72,10 +73,7 @@ pub async fn insert(mut conn: impl AsConn, s: &NewSession<'_>) -> Result<(), sql
         .bind(s.expires_at)
         .bind(s.absolute_expires_at)
         .bind(s.user_agent)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+    )?;
     Ok(())
 }
 
@@ -123,7 +121,8 @@ pub async fn rotate(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sql!(&mut conn, |c| {
+    let done = execute!(
+        &mut conn,
         sqlx::query(
             "UPDATE sessions SET token_hash = $3, previous_token_hash = $2, rotated_at = $4, \
              last_used_at = $4, expires_at = $5 \
@@ -134,10 +133,7 @@ pub async fn rotate(
         .bind(new_hash)
         .bind(now)
         .bind(expires_at)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+    )?;
     Ok(done == 1)
 }
 
@@ -173,7 +169,8 @@ pub async fn revoke(
     reason: RevokeReason,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sql!(&mut conn, |c| {
+    let done = execute!(
+        &mut conn,
         sqlx::query(
             "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
              WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
@@ -182,10 +179,7 @@ pub async fn revoke(
         .bind(user_id)
         .bind(now)
         .bind(reason.as_str())
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+    )?;
     Ok(done == 1)
 }
 
@@ -198,7 +192,8 @@ pub async fn revoke_all(
     reason: RevokeReason,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let done = sql!(&mut conn, |c| {
+    let done = execute!(
+        &mut conn,
         sqlx::query(
             "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 \
@@ -208,10 +203,7 @@ pub async fn revoke_all(
         .bind(keep)
         .bind(now)
         .bind(reason.as_str())
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+    )?;
     Ok(done)
 }
 
@@ -245,14 +237,12 @@ pub async fn touch(
     now: DateTime<Utc>,
     stale_before: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sql!(&mut conn, |c| {
+    execute!(
+        &mut conn,
         sqlx::query("UPDATE sessions SET last_used_at = $2 WHERE id = $1 AND last_used_at < $3")
             .bind(id)
             .bind(now)
             .bind(stale_before)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    )?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{db::AsConn, sql};
+use crate::{db::AsConn, execute, sql};
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,7 +75,8 @@ macro_rules! user_columns {
 
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn insert(mut conn: impl AsConn, user: &NewUser<'_>) -> Result<(), sqlx::Error> {
-    sql!(&mut conn, |c| {
+    execute!(
+        &mut conn,
         sqlx::query(
             "INSERT INTO users (id, username, username_key, email, email_key, password_hash, \
              role, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -88,10 +89,7 @@ pub async fn insert(mut conn: impl AsConn, user: &NewUser<'_>) -> Result<(), sql
         .bind(user.password_hash)
         .bind(user.role.as_str())
         .bind(user.now)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
+    )?;
     Ok(())
 }
 
@@ -162,14 +160,12 @@ pub async fn set_password_hash(
     password_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sql!(&mut conn, |c| {
+    execute!(
+        &mut conn,
         sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(password_hash)
             .bind(now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    )?;
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! `POST /graphql` and `GET /graphql`: GraphQL over HTTP, and GraphiQL for browsers.
 
+use async_graphql::ParseRequestError;
 use async_graphql::{
     http::GraphiQLSource,
     parser::types::{DocumentOperations, OperationType},
 };
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
 use axum::{
     extract::{FromRequest, Request, State},
     http::{HeaderMap, StatusCode, header},
@@ -22,9 +23,14 @@ pub async fn post(
     State(state): State<AppState>,
     axum::Extension(RequestId(id)): axum::Extension<RequestId>,
     headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    execute(&state, id, &headers, request.into_inner()).await
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    match request {
+        Ok(request) => execute(&state, id, &headers, request.into_inner())
+            .await
+            .into_response(),
+        Err(rejection) => bad_request(rejection),
+    }
 }
 
 /// Serves GraphiQL to browsers, and executes a GraphQL request sent in the URL otherwise.
@@ -44,11 +50,7 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         .get::<RequestId>()
         .map(|r| r.0)
         .unwrap_or_else(uuid::Uuid::new_v4);
-    match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-        request, &state,
-    )
-    .await
-    {
+    match GraphQLRequest::<GraphQLRejection>::from_request(request, &state).await {
         Ok(request) => {
             let request = request.into_inner();
             if is_mutation(&request) {
@@ -56,8 +58,21 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
             }
             execute(&state, id, &headers, request).await.into_response()
         }
-        Err(rejection) => rejection.into_response(),
+        Err(rejection) => bad_request(rejection),
     }
+}
+
+/// A request that is not a GraphQL request at all (malformed JSON, no query): 400, with
+/// the reason as a GraphQL error so that clients can show it like any other.
+fn bad_request(rejection: GraphQLRejection) -> Response {
+    let message = match rejection.0 {
+        ParseRequestError::InvalidRequest(e) => format!("the request body is not valid: {e}"),
+        other => format!("the request is not a GraphQL request: {other}"),
+    };
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }]
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
 async fn execute(

@@ -160,7 +160,8 @@ fn bad_configuration_is_refused_in_one_line_naming_the_setting() {
         (
             &["migrate"],
             &[("DATABASE_URL", "postgres://quire:hunter2@127.0.0.1:1/quire")],
-            "cannot connect to the database at DATABASE_URL",
+            "cannot connect to the database at DATABASE_URL (postgres://quire:***@127.0.0.1:1/quire): \
+             error communicating with database: Connection refused",
         ),
         (
             &["migrate"],

@@ -38,6 +38,24 @@ async fn every_graphql_error_has_a_code(db: TestDb) {
         bad_variable.body
     );
     assert_eq!(bad_variable.code(), "GRAPHQL_VALIDATION_FAILED");
+
+    // Not a GraphQL request at all: 400, still with a coded error to show.
+    for body in ["{\"query\": ", "[1, 2", "not json"] {
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{body}");
+        let json: Value = res.json().await.unwrap();
+        assert_eq!(
+            json["errors"][0]["extensions"]["code"], "BAD_REQUEST",
+            "{body}"
+        );
+    }
 }
 
 async fn internal_errors_show_only_a_request_id(db: TestDb) {

@@ -274,12 +274,26 @@ pub const AUTH_FIELDS: &str =
 impl TestApp {
     /// Sends a GraphQL request, with an access token when given.
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
+        self.gql_with(token, &[], query, variables).await
+    }
+
+    /// Sends a GraphQL request with extra headers.
+    pub async fn gql_with(
+        &self,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        query: &str,
+        variables: Value,
+    ) -> Gql {
         let mut req = self
             .client
             .post(format!("{}/graphql", self.base))
             .json(&json!({ "query": query, "variables": variables }));
         if let Some(t) = token {
             req = req.bearer_auth(t);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let res = req.send().await.expect("the server answers");
         let status = res.status().as_u16();

@@ -281,17 +281,14 @@ async fn forged_and_misused_tokens_are_refused(db: TestDb) {
 
     // Not a bearer token at all.
     let basic = app
-        .client
-        .post(format!("{}/graphql", app.base))
-        .header("authorization", format!("Basic {}", t.access))
-        .json(&json!({ "query": "{ me { id } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    assert_eq!(basic["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+        .gql_with(
+            None,
+            &[("authorization", &format!("Basic {}", t.access))],
+            "{ me { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(basic.code(), "UNAUTHENTICATED");
 
     // The real token still works after all that.
     app.me(&t.access).await.ok();
