@@ -18,16 +18,31 @@ use crate::{
 /// Why the server could not start; each reads as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The settings are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The database could not be opened or reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// Applying the pending migrations failed; holds the cause chain.
     #[error("database migration failed: {0}")]
     Migrate(String),
+    /// The signing key could not be read from or stored in the database, or the stored
+    /// one is not valid base64 of at least [`Secret::MIN_LEN`] bytes.
     #[error("cannot read the signing key from the database: {0}")]
     Secret(String),
+    /// The listening socket could not be bound.
     #[error("cannot listen on QUIRE_LISTEN ({addr}): {reason}")]
-    Listen { addr: SocketAddr, reason: String },
+    Listen {
+        /// The address from `QUIRE_LISTEN`.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// Computing the dummy password hash ahead of the first login failed.
+    #[error("cannot prepare password hashing: {0}")]
+    Passwords(String),
+    /// The HTTP server failed while serving.
     #[error("the server stopped: {0}")]
     Serve(String),
 }
@@ -35,8 +50,11 @@ pub enum StartError {
 /// A ready application: connected, migrated, with its services.
 #[derive(Clone)]
 pub struct App {
+    /// The connection pool, shared with `auth` and closed when serving ends.
     pub db: Db,
+    /// The authentication service the resolvers and the CLI call.
     pub auth: Auth,
+    /// The GraphQL schema, with `auth` in its data.
     pub schema: AppSchema,
 }
 
@@ -49,6 +67,10 @@ impl App {
             .map_err(|e| StartError::Migrate(chain(&e)))?;
         let secret = signing_secret(&db, config).await?;
         let auth = Auth::new(db.clone(), &secret, config.auth.clone());
+        auth.passwords
+            .warm_up()
+            .await
+            .map_err(|e| StartError::Passwords(e.to_string()))?;
         let schema = graphql::schema(auth.clone());
         Ok(Self { db, auth, schema })
     }

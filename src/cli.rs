@@ -16,17 +16,19 @@ use crate::{
 
 /// quire: a GraphQL API server for user accounts and posts, with authentication done
 /// properly.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "quire", version, about, long_about = None)]
 pub struct Cli {
+    /// Settings shared by every command
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// The command to run; serve when none is given
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 /// Settings shared by every command.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct SettingsArgs {
     /// Database: sqlite://path/to.db (created when missing) or postgres://user@host/db
     #[arg(
@@ -142,7 +144,9 @@ pub enum Command {
 /// A role, as given on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RoleArg {
+    /// An ordinary account
     User,
+    /// An administrator, who may manage other accounts
     Admin,
 }
 
@@ -158,8 +162,10 @@ impl From<RoleArg> for Role {
 /// A failure of a command, printed as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The configuration, database or server could not be set up.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The command itself failed; holds the message to print.
     #[error("{0}")]
     Failed(String),
 }

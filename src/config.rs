@@ -26,14 +26,18 @@ impl ConfigError {
 /// Which kind of deployment this is; production logs JSON lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
+    /// Local development: human-readable log lines, coloured on a terminal.
     Development,
+    /// A deployment: log lines are JSON.
     Production,
 }
 
 /// The database the server talks to, chosen by the scheme of `DATABASE_URL`.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
+    /// A `sqlite:` URL, as given.
     Sqlite(String),
+    /// A `postgres:` or `postgresql:` URL, as given; it may carry a password.
     Postgres(String),
 }
 
@@ -94,10 +98,12 @@ impl Secret {
     /// The shortest secret accepted, in bytes (the HS256 key size).
     pub const MIN_LEN: usize = 32;
 
+    /// Wraps key bytes as they are; callers enforce [`Secret::MIN_LEN`].
     pub fn new(bytes: Vec<u8>) -> Self {
         Self(bytes)
     }
 
+    /// The raw key bytes, from which signing and MAC keys are made.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -125,37 +131,73 @@ pub struct AuthConfig {
 /// Everything the server needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The database to use (`DATABASE_URL`).
     pub database_url: DatabaseUrl,
+    /// The address and port to serve on (`QUIRE_LISTEN`).
     pub listen: SocketAddr,
+    /// Development or production (`QUIRE_ENV`); decides the log format.
     pub environment: Environment,
     /// `None`: a key is generated on first start and kept in the database.
     pub jwt_secret: Option<Secret>,
+    /// Token and session lifetimes.
     pub auth: AuthConfig,
 }
 
 /// The documented defaults, shared by the command line and the tests.
 pub mod defaults {
+    /// `DATABASE_URL`: the SQLite file `quire.db` in the working directory.
     pub const DATABASE_URL: &str = "sqlite://quire.db";
+    /// `QUIRE_LISTEN`: port 8000 on the loopback interface only.
     pub const LISTEN: &str = "127.0.0.1:8000";
+    /// `QUIRE_ENV`: development, with human-readable logs.
     pub const ENVIRONMENT: &str = "development";
+    /// `QUIRE_ACCESS_TOKEN_TTL`: 15 minutes.
     pub const ACCESS_TOKEN_TTL: &str = "15m";
+    /// `QUIRE_REFRESH_TOKEN_TTL`: 30 days.
     pub const REFRESH_TOKEN_TTL: &str = "30d";
+    /// `QUIRE_SESSION_MAX_AGE`: 90 days.
     pub const SESSION_MAX_AGE: &str = "90d";
+    /// `QUIRE_REFRESH_REUSE_GRACE`: 10 seconds.
     pub const REFRESH_REUSE_GRACE: &str = "10s";
+    /// `QUIRE_LOG`: `info` and above, from every target.
     pub const LOG: &str = "info";
 }
 
 /// The raw settings as strings, before validation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
+    /// `DATABASE_URL`: a `sqlite:` or `postgres:` URL.
     pub database_url: String,
+    /// `QUIRE_LISTEN`: an address and port such as `127.0.0.1:8000`.
     pub listen: String,
+    /// `QUIRE_ENV`: `development` (`dev`) or `production` (`prod`), in any case.
     pub environment: String,
+    /// `QUIRE_JWT_SECRET`: the signing key; unset or empty means one is generated and kept
+    /// in the database.
     pub jwt_secret: Option<String>,
+    /// `QUIRE_ACCESS_TOKEN_TTL`: a duration as [`parse_duration`] reads it, above zero.
     pub access_token_ttl: String,
+    /// `QUIRE_REFRESH_TOKEN_TTL`: a duration, above zero.
     pub refresh_token_ttl: String,
+    /// `QUIRE_SESSION_MAX_AGE`: a duration, above zero.
     pub session_max_age: String,
+    /// `QUIRE_REFRESH_REUSE_GRACE`: a duration, possibly zero.
     pub refresh_reuse_grace: String,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact(&self.database_url))
+            .field("listen", &self.listen)
+            .field("environment", &self.environment)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("session_max_age", &self.session_max_age)
+            .field("refresh_reuse_grace", &self.refresh_reuse_grace)
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -225,13 +267,24 @@ impl Config {
     }
 }
 
+/// The longest duration accepted: anything longer is a typo, and would overflow the
+/// calendar arithmetic done on expiry times.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 fn duration(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    parse_duration(value).ok_or_else(|| {
+    let d = parse_duration(value).ok_or_else(|| {
         ConfigError::new(
             setting,
             format!("'{value}' is not a duration such as 15m, 30d, 2s or 1h30m"),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(ConfigError::new(
+            setting,
+            format!("'{value}' is longer than 100 years"),
+        ));
+    }
+    Ok(d)
 }
 
 fn positive(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
@@ -287,9 +340,24 @@ mod tests {
         assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        for bad in ["", "15", "m", "15x", "1.5h", "-3s", "15 m"] {
+        for bad in ["", "15", "m", "15x", "1.5h", "-3s", "15 m", "99999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn durations_longer_than_a_century_are_refused() {
+        let s = Settings {
+            session_max_age: "36501d".into(),
+            ..Settings::default()
+        };
+        let err = Config::from_settings(&s).unwrap_err().to_string();
+        assert!(err.contains("QUIRE_SESSION_MAX_AGE"), "{err}");
+        let s = Settings {
+            session_max_age: "36500d".into(),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(&s).is_ok());
     }
 
     #[test]

@@ -12,15 +12,22 @@ use uuid::Uuid;
 /// Stable error codes, shown to clients as `extensions.code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
+    /// `UNAUTHENTICATED`: no valid credentials, or the session has ended.
     Unauthenticated,
+    /// `FORBIDDEN`: signed in, but not allowed to do this.
     Forbidden,
+    /// `BAD_USER_INPUT`: an input value is invalid; `extensions.field` names it.
     BadUserInput,
+    /// `NOT_FOUND`: the thing asked for does not exist, or is not the caller's.
     NotFound,
+    /// `CONFLICT`: the request clashes with existing data, such as a taken email.
     Conflict,
+    /// `INTERNAL_SERVER_ERROR`: a fault in the server, whose details only the logs see.
     InternalServerError,
 }
 
 impl Code {
+    /// The code as clients see it, such as `BAD_USER_INPUT`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unauthenticated => "UNAUTHENTICATED",
@@ -51,15 +58,20 @@ pub enum AppError {
     /// An input value is invalid; `field` names it.
     #[error("{message}")]
     BadUserInput {
+        /// The input field at fault, as the API names it (`newPassword`, say).
         field: &'static str,
+        /// What is wrong with the value, for the user to read.
         message: String,
     },
+    /// The thing asked for does not exist, or is not the caller's.
     #[error("{0}")]
     NotFound(String),
     /// The request conflicts with existing data (a taken email, say).
     #[error("{message}")]
     Conflict {
+        /// The input field at fault; `None` when a race leaves it unclear which.
         field: Option<&'static str>,
+        /// What the request conflicts with, for the user to read.
         message: String,
     },
     /// Something went wrong inside the server; never shown to the client.
@@ -71,6 +83,7 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
+    /// A [`AppError::BadUserInput`] about `field`.
     pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
         Self::BadUserInput {
             field,
@@ -78,6 +91,7 @@ impl AppError {
         }
     }
 
+    /// A [`AppError::Conflict`] about `field`.
     pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict {
             field: Some(field),
@@ -85,10 +99,12 @@ impl AppError {
         }
     }
 
+    /// An [`AppError::Internal`] wrapping `err`, whose message only the logs see.
     pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Internal(err.into())
     }
 
+    /// The stable code clients see for this error.
     pub fn code(&self) -> Code {
         match self {
             Self::Unauthenticated(_) => Code::Unauthenticated,

@@ -5,6 +5,7 @@
 //! repositories ([`db`]) → the database.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod auth;

@@ -29,12 +29,20 @@ pub struct Claims {
     pub sub: Uuid,
     /// The session id.
     pub sid: Uuid,
+    /// The user's role when the token was issued (`user` or `admin`); the server itself
+    /// acts on the role stored in the database.
     pub role: String,
+    /// Issuer: always [`ISSUER`].
     pub iss: String,
+    /// Audience: always [`ISSUER`].
     pub aud: String,
+    /// Issued at, in seconds since the Unix epoch.
     pub iat: i64,
+    /// Not valid before, in seconds since the Unix epoch; equal to `iat`.
     pub nbf: i64,
+    /// Expiry, in seconds since the Unix epoch: `iat` plus the access-token lifetime.
     pub exp: i64,
+    /// A random id (UUIDv4) unique to this token.
     pub jti: Uuid,
 }
 
@@ -48,6 +56,7 @@ pub struct AccessTokens {
 }
 
 impl AccessTokens {
+    /// Signs and verifies with `secret` (HS256); new tokens live for `ttl`.
     pub fn new(secret: &Secret, ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];

@@ -20,7 +20,9 @@ const TOUCH_EVERY: Duration = Duration::seconds(60);
 /// A signed-in caller.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The caller's account, as read from the database for this request.
     pub user: UserRow,
+    /// The session the access token names, found live and unexpired.
     pub session_id: Uuid,
 }
 

@@ -22,6 +22,14 @@ impl Auth {
         password: &str,
         client: &ClientInfo,
     ) -> AppResult<Authenticated> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            // No account can have such a password. Refuse it before looking the email up,
+            // after the same work as any other failure, so that neither the answer nor its
+            // timing depends on whether the email exists.
+            self.passwords.verify_dummy("").await?;
+            tracing::info!("login refused: password too long");
+            return Err(AppError::Unauthenticated(LOGIN_FAILED));
+        }
         let email_key = email.trim().to_lowercase();
         let user = {
             let mut conn = self.db.acquire().await?;
@@ -33,11 +41,7 @@ impl Auth {
             tracing::info!("login refused: unknown email");
             return Err(AppError::Unauthenticated(LOGIN_FAILED));
         };
-        let verified = if password.len() > MAX_PASSWORD_BYTES {
-            Verified::No
-        } else {
-            self.passwords.verify(password, &user.password_hash).await?
-        };
+        let verified = self.passwords.verify(password, &user.password_hash).await?;
         if verified == Verified::No {
             tracing::info!(user_id = %user.id, "login refused: wrong password");
             return Err(AppError::Unauthenticated(LOGIN_FAILED));

@@ -35,34 +35,55 @@ use crate::{
 /// The authentication service.
 #[derive(Clone)]
 pub struct Auth {
+    /// Where accounts and sessions are kept.
     pub db: Db,
+    /// Issues and verifies JWT access tokens.
     pub access_tokens: AccessTokens,
+    /// Makes, encodes and checks refresh tokens.
     pub refresh_tokens: RefreshTokens,
+    /// Hashes and verifies passwords on the blocking thread pool.
     pub passwords: Passwords,
+    /// Token and session lifetimes.
     pub config: AuthConfig,
 }
 
 /// What the client told us about itself, kept with its session.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
+    /// The request's `User-Agent` header; a new session keeps its first 512 characters.
     pub user_agent: Option<String>,
 }
 
 /// A signed-in session's credentials, as returned by register, login and refresh.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticated {
+    /// A signed JWT to send as `Authorization: Bearer <token>`.
     pub access_token: String,
     /// Lifetime of the access token in seconds.
     pub expires_in: i64,
+    /// The encoded refresh token for the client; the server keeps only its SHA-256 hash.
     pub refresh_token: String,
+    /// The session the tokens belong to.
     pub session_id: Uuid,
+    /// The signed-in user's account.
     pub user: UserRow,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("session_id", &self.session_id)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Longest user agent kept with a session.
 const MAX_USER_AGENT: usize = 512;
 
 impl Auth {
+    /// Builds the service: access tokens are signed with `secret`, and the refresh-token
+    /// keys are derived from it.
     pub fn new(db: Db, secret: &Secret, config: AuthConfig) -> Self {
         Self {
             db,

@@ -83,6 +83,7 @@ impl Default for Passwords {
 }
 
 impl Passwords {
+    /// A hasher that runs at most one hash per available CPU at a time.
     pub fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
@@ -129,17 +130,25 @@ impl Passwords {
         .await
     }
 
-    /// Spends the same time as [`Passwords::verify`] on a hash that matches nothing, so
-    /// that an unknown email takes as long to refuse as a wrong password.
-    pub async fn verify_dummy(&self, password: &str) -> AppResult<()> {
-        let dummy = self
-            .dummy
+    /// Computes the dummy hash ahead of the first login with an unknown email, which
+    /// would otherwise pay for it and take measurably longer than a wrong password.
+    pub async fn warm_up(&self) -> AppResult<()> {
+        self.dummy_hash().await.map(|_| ())
+    }
+
+    async fn dummy_hash(&self) -> AppResult<&String> {
+        self.dummy
             .get_or_try_init(|| async {
                 let random: [u8; 16] = rand::random();
                 self.hash(&format!("{random:x?}")).await
             })
-            .await?
-            .clone();
+            .await
+    }
+
+    /// Spends the same time as [`Passwords::verify`] on a hash that matches nothing, so
+    /// that an unknown email takes as long to refuse as a wrong password.
+    pub async fn verify_dummy(&self, password: &str) -> AppResult<()> {
+        let dummy = self.dummy_hash().await?.clone();
         self.verify(password, &dummy).await.map(|_| ())
     }
 
@@ -147,14 +156,20 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> AppResult<T> + Send + 'static,
     ) -> AppResult<T> {
-        let _permit = self
+        // The permit moves into the blocking task: were the request cancelled (a client
+        // that disconnects), the hash would still run, and so must still hold its permit.
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| AppError::internal(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| AppError::internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| AppError::internal(e.to_string()))?
     }
 }
 

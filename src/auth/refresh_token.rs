@@ -28,6 +28,7 @@ const TOKEN_LEN: usize = 16 + SECRET_LEN + MAC_LEN;
 /// A decoded refresh token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken {
+    /// The session the token belongs to, readable without the database.
     pub session_id: Uuid,
     secret: [u8; SECRET_LEN],
 }
@@ -58,6 +59,7 @@ pub struct RefreshTokens {
 }
 
 impl RefreshTokens {
+    /// Derives the MAC and successor keys from the server `secret`.
     pub fn new(secret: &Secret) -> Self {
         Self {
             mac_key: derive(secret.expose(), b"quire refresh token mac v1"),

@@ -15,8 +15,11 @@ use crate::{
 /// The fields of a new account, as the client sent them.
 #[derive(Debug, Clone)]
 pub struct NewAccount<'a> {
+    /// The email address, untrimmed; validation trims and checks it.
     pub email: &'a str,
+    /// The username exactly as it will be stored, once validated.
     pub username: &'a str,
+    /// The password in plain text, checked against the policy and then hashed.
     pub password: &'a str,
 }
 

@@ -5,7 +5,9 @@ use crate::error::{AppError, AppResult};
 /// An email address as shown to its owner, and the case-folded key it is unique by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
+    /// The address as typed, trimmed of surrounding whitespace.
     pub address: String,
+    /// The lower-cased address, which no two accounts share.
     pub key: String,
 }
 

@@ -54,30 +54,39 @@ macro_rules! execute {
 /// A connection pool for one of the supported engines.
 #[derive(Clone, Debug)]
 pub enum Db {
+    /// A SQLite pool: up to 8 connections, WAL journal, foreign keys enforced.
     Sqlite(SqlitePool),
+    /// A PostgreSQL pool of up to 16 connections.
     Postgres(PgPool),
 }
 
 /// A borrowed connection, as [`sql!`] hands it to a query body.
 pub enum ConnRef<'a> {
+    /// A SQLite connection.
     Sqlite(&'a mut SqliteConnection),
+    /// A PostgreSQL connection.
     Postgres(&'a mut PgConnection),
 }
 
 /// Anything a query can run on: a pooled connection or an open transaction.
 pub trait AsConn {
+    /// Borrows the underlying connection, tagged with its engine.
     fn as_conn(&mut self) -> ConnRef<'_>;
 }
 
 /// A connection taken from the pool for a few statements outside a transaction.
 pub enum DbConn {
+    /// A pooled SQLite connection.
     Sqlite(PoolConnection<Sqlite>),
+    /// A pooled PostgreSQL connection.
     Postgres(PoolConnection<Postgres>),
 }
 
 /// An open transaction; dropped without [`DbTx::commit`], it rolls back.
 pub enum DbTx {
+    /// A SQLite transaction, begun with `BEGIN IMMEDIATE`.
     Sqlite(sqlx::Transaction<'static, Sqlite>),
+    /// A PostgreSQL transaction.
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
@@ -106,6 +115,7 @@ impl<T: AsConn> AsConn for &mut T {
 }
 
 impl DbTx {
+    /// Commits the transaction.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Self::Sqlite(t) => t.commit().await,
@@ -117,10 +127,17 @@ impl DbTx {
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// `DATABASE_URL` is not a valid URL for its engine.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The database could not be opened or reached.
     #[error("cannot connect to the database at DATABASE_URL ({url}): {reason}")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        /// `DATABASE_URL` with any password redacted.
+        url: String,
+        /// The driver's error chain, or the timeout that ran out.
+        reason: String,
+    },
 }
 
 /// How long start-up waits for the database before giving up.

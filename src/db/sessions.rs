@@ -9,16 +9,30 @@ use crate::{db::AsConn, db::users::UserRow, execute, sql};
 /// A row of `sessions`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
+    /// The session's id (UUIDv7, made by the server); also carried in its refresh tokens.
     pub id: Uuid,
+    /// The account signed in on this session.
     pub user_id: Uuid,
+    /// SHA-256 of the live refresh token.
     pub token_hash: Vec<u8>,
+    /// SHA-256 of the refresh token the live one replaced; `None` until the first refresh.
     pub previous_token_hash: Option<Vec<u8>>,
+    /// When the refresh token was last replaced; the sign-in time until the first refresh.
     pub rotated_at: DateTime<Utc>,
+    /// When the user signed in.
     pub created_at: DateTime<Utc>,
+    /// When the session was last used; requests update it at most once a minute, refreshes
+    /// every time.
     pub last_used_at: DateTime<Utc>,
+    /// When the live refresh token expires, and the session with it: the refresh-token
+    /// lifetime after its issue, never later than `absolute_expires_at`.
     pub expires_at: DateTime<Utc>,
+    /// When the session ends however often it is refreshed: sign-in plus the maximum
+    /// session age.
     pub absolute_expires_at: DateTime<Utc>,
+    /// When the session was ended; `None` while it has not been.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The client's `User-Agent` at sign-in, cut to 512 characters.
     pub user_agent: Option<String>,
 }
 
@@ -32,22 +46,34 @@ impl SessionRow {
 /// A session together with its user, as loaded for an incoming request.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionUserRow {
+    /// The session's id, selected as `session_id` so as not to clash with the user's `id`.
     pub session_id: Uuid,
+    /// When the session expires unless refreshed first.
     pub expires_at: DateTime<Utc>,
+    /// When the session was ended, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the session was last used; requests update it at most once a minute.
     pub last_used_at: DateTime<Utc>,
+    /// The account signed in on the session.
     #[sqlx(flatten)]
     pub user: UserRow,
 }
 
 /// A session about to be inserted.
 pub struct NewSession<'a> {
+    /// The new session's id (UUIDv7).
     pub id: Uuid,
+    /// The account signing in.
     pub user_id: Uuid,
+    /// SHA-256 of the session's first refresh token.
     pub token_hash: &'a [u8],
+    /// The sign-in time: `created_at`, `rotated_at` and `last_used_at` all start at it.
     pub now: DateTime<Utc>,
+    /// When the first refresh token expires.
     pub expires_at: DateTime<Utc>,
+    /// When the session ends however often it is refreshed.
     pub absolute_expires_at: DateTime<Utc>,
+    /// The client's `User-Agent`, already cut to length.
     pub user_agent: Option<&'a str>,
 }
 
@@ -58,6 +84,7 @@ macro_rules! session_columns {
     };
 }
 
+/// Inserts a new session.
 #[tracing::instrument(skip_all, fields(session_id = %s.id, user_id = %s.user_id))]
 pub async fn insert(mut conn: impl AsConn, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     execute!(
@@ -77,6 +104,7 @@ pub async fn insert(mut conn: impl AsConn, s: &NewSession<'_>) -> Result<(), sql
     Ok(())
 }
 
+/// Loads a session by id, whether live, expired or revoked.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn find(mut conn: impl AsConn, id: Uuid) -> Result<Option<SessionRow>, sqlx::Error> {
     sql!(&mut conn, |c| {
@@ -140,10 +168,15 @@ pub async fn rotate(
 /// Why a session ended, kept for audits.
 #[derive(Debug, Clone, Copy)]
 pub enum RevokeReason {
+    /// The user signed out of this session (`logout`).
     Logout,
+    /// The user signed out of every session at once (`logoutAll`).
     LogoutAll,
+    /// The user ended this session by its id (`revokeSession`).
     Revoked,
+    /// The user changed their password in another session.
     PasswordChanged,
+    /// A retired refresh token was presented again, so a token may have been stolen.
     RefreshTokenReuse,
 }
 

@@ -8,7 +8,9 @@ use crate::{db::AsConn, execute, sql};
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
+    /// An ordinary account.
     User,
+    /// An administrator, who may manage other accounts.
     Admin,
 }
 
@@ -42,27 +44,51 @@ impl TryFrom<String> for Role {
     }
 }
 
-/// A row of `users`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A row of `users`. Its `Debug` output leaves out the password hash.
+#[derive(Clone, sqlx::FromRow)]
 pub struct UserRow {
+    /// The user's id (UUIDv7, made by the server).
     pub id: Uuid,
+    /// The username as chosen, case preserved.
     pub username: String,
+    /// The email address as given (trimmed), case preserved.
     pub email: String,
+    /// The argon2 hash of the password, as a PHC string.
     pub password_hash: String,
+    /// What the account may do; stored as `user` or `admin`.
     #[sqlx(try_from = "String")]
     pub role: Role,
+    /// When the account was created.
     pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A user about to be inserted; the `*_key` fields are the case-folded unique forms.
 pub struct NewUser<'a> {
+    /// The new user's id (UUIDv7).
     pub id: Uuid,
+    /// The username as chosen, case preserved.
     pub username: &'a str,
+    /// The lower-cased username, which no two accounts share.
     pub username_key: &'a str,
+    /// The email address as given (trimmed), case preserved.
     pub email: &'a str,
+    /// The lower-cased email address, which no two accounts share.
     pub email_key: &'a str,
+    /// The argon2 hash of the password, as a PHC string.
     pub password_hash: &'a str,
+    /// What the account may do.
     pub role: Role,
+    /// The creation time, stored as both `created_at` and `updated_at`.
     pub now: DateTime<Utc>,
 }
 
@@ -73,6 +99,8 @@ macro_rules! user_columns {
     };
 }
 
+/// Inserts a new account; fails with a unique violation when its email or username
+/// key is taken.
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn insert(mut conn: impl AsConn, user: &NewUser<'_>) -> Result<(), sqlx::Error> {
     execute!(
@@ -93,6 +121,7 @@ pub async fn insert(mut conn: impl AsConn, user: &NewUser<'_>) -> Result<(), sql
     Ok(())
 }
 
+/// Finds a user by id.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn find_by_id(mut conn: impl AsConn, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
     sql!(&mut conn, |c| {
@@ -128,10 +157,13 @@ pub async fn find_by_email_key(
 /// Which of an email and a username (case-folded) are already in use.
 #[derive(Debug, Default)]
 pub struct Taken {
+    /// Some account has this email key.
     pub email: bool,
+    /// Some account has this username key.
     pub username: bool,
 }
 
+/// Checks in one query whether an email key and a username key are in use.
 #[tracing::instrument(skip_all)]
 pub async fn taken(
     mut conn: impl AsConn,
@@ -153,6 +185,7 @@ pub async fn taken(
     })
 }
 
+/// Replaces a user's password hash, stamping `updated_at` with `now`.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn set_password_hash(
     mut conn: impl AsConn,

@@ -71,11 +71,12 @@ impl Extension for ErrorCodesExtension {
         next: NextExecute<'_>,
     ) -> Response {
         let mut response = next.run(ctx, operation_name).await;
-        // Resolvers return application errors, which carry their code already. What is
-        // left during execution comes from async-graphql coercing argument values.
+        // Resolvers return application errors, which carry their code already, and
+        // argument values were checked during validation. Anything uncoded that is left is
+        // unexpected, and labelled as such.
         response.errors = std::mem::take(&mut response.errors)
             .into_iter()
-            .map(|e| with_code(e, Code::BadUserInput.as_str()))
+            .map(|e| with_code(e, Code::InternalServerError.as_str()))
             .collect();
         response
     }

@@ -102,6 +102,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// The API view of `row`; `current` tells whether it is `current_session`.
     pub fn new(row: SessionRow, current_session: Uuid) -> Self {
         Self {
             id: ID(row.id.to_string()),

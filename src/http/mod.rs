@@ -11,7 +11,9 @@ use crate::{db::Db, graphql::AppSchema};
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The GraphQL schema, with the authentication service in its data.
     pub schema: AppSchema,
+    /// The connection pool, pinged by `/readyz`.
     pub db: Db,
 }
 

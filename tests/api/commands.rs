@@ -28,7 +28,7 @@ async fn create_user_makes_an_admin(db: TestDb) {
         "admin",
         "--password-stdin",
     ];
-    let out = quire(Some(&db.url), &args, &format!("{PASSWORD}\n"));
+    let out = quire(Some(&db.url), &args, &format!("{PASSWORD}\n")).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).starts_with("created admin root <Root@Example.com>"),
@@ -43,7 +43,7 @@ async fn create_user_makes_an_admin(db: TestDb) {
     assert_eq!(app.me(token).await.ok().data("me.role"), "ADMIN");
 
     // The same rules as register apply, each refusal on one line.
-    let again = quire(Some(&db.url), &args, &format!("{PASSWORD}\n"));
+    let again = quire(Some(&db.url), &args, &format!("{PASSWORD}\n")).await;
     assert!(!again.status.success());
     assert_eq!(
         stderr(&again).trim(),
@@ -61,7 +61,8 @@ async fn create_user_makes_an_admin(db: TestDb) {
             "--password-stdin",
         ],
         "password123\n",
-    );
+    )
+    .await;
     assert!(!weak.status.success());
     assert!(stderr(&weak).contains("commonly used"), "{}", stderr(&weak));
 
@@ -77,7 +78,8 @@ async fn create_user_makes_an_admin(db: TestDb) {
             "--password-stdin",
         ],
         &format!("{PASSWORD}\n"),
-    );
+    )
+    .await;
     assert!(
         stdout(&user).starts_with("created user plain"),
         "{}",
@@ -86,7 +88,7 @@ async fn create_user_makes_an_admin(db: TestDb) {
 }
 
 async fn migrate_revert_then_migrate_round_trips(db: TestDb) {
-    let out = quire(Some(&db.url), &["migrate"], "");
+    let out = quire(Some(&db.url), &["migrate"], "").await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "database is up to date");
 
@@ -95,16 +97,16 @@ async fn migrate_revert_then_migrate_round_trips(db: TestDb) {
         app.signed_up("before").await;
     }
 
-    let out = quire(Some(&db.url), &["migrate", "--revert"], "");
+    let out = quire(Some(&db.url), &["migrate", "--revert"], "").await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out).trim(),
         "reverted migration 1 (accounts and sessions)"
     );
-    let out = quire(Some(&db.url), &["migrate", "--revert"], "");
+    let out = quire(Some(&db.url), &["migrate", "--revert"], "").await;
     assert_eq!(stdout(&out).trim(), "no migration to revert");
 
-    let out = quire(Some(&db.url), &["migrate"], "");
+    let out = quire(Some(&db.url), &["migrate"], "").await;
     assert!(out.status.success(), "{}", stderr(&out));
 
     // The schema is back, empty, and works.
@@ -222,7 +224,7 @@ fn settings_are_read_from_a_dot_env_file() {
 
 #[test]
 fn help_documents_every_setting_with_its_environment_variable() {
-    let out = quire(None, &["--help"], "");
+    let out = quire_env(None, &["--help"], &[], "");
     let help = stdout(&out);
     for var in [
         "DATABASE_URL",
@@ -244,7 +246,7 @@ fn help_documents_every_setting_with_its_environment_variable() {
 
 #[test]
 fn schema_graphql_matches_print_schema() {
-    let out = quire(None, &["print-schema"], "");
+    let out = quire_env(None, &["print-schema"], &[], "");
     assert!(out.status.success());
     let checked_in =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))

@@ -63,7 +63,7 @@ async fn internal_errors_show_only_a_request_id(db: TestDb) {
     app.signed_up("ada").await;
 
     // Pull the tables out from under the running server.
-    let out = quire(Some(&db.url), &["migrate", "--revert"], "");
+    let out = quire(Some(&db.url), &["migrate", "--revert"], "").await;
     assert!(
         out.status.success(),
         "{}",

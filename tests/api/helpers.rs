@@ -376,9 +376,18 @@ impl TestApp {
     }
 }
 
-/// Runs the `quire` binary with `args` and `DATABASE_URL`, feeding `stdin`.
-pub fn quire(database_url: Option<&str>, args: &[&str], stdin: &str) -> std::process::Output {
-    quire_env(database_url, args, &[], stdin)
+/// Runs the `quire` binary with `args` and `DATABASE_URL`, feeding `stdin`, on the
+/// blocking pool so that the server under test keeps its async threads.
+pub async fn quire(database_url: Option<&str>, args: &[&str], stdin: &str) -> std::process::Output {
+    let url = database_url.map(str::to_owned);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        quire_env(url.as_deref(), &args, &[], &stdin)
+    })
+    .await
+    .expect("the quire binary ran")
 }
 
 /// Runs the `quire` binary with extra environment variables, in a fresh directory.
