@@ -13,6 +13,7 @@ use crate::{
     error::chain,
     graphql::{self, AppSchema},
     http::{self, AppState},
+    posts::Posts,
 };
 
 /// Why the server could not start; each reads as one line.
@@ -71,7 +72,7 @@ impl App {
             .warm_up()
             .await
             .map_err(|e| StartError::Passwords(e.to_string()))?;
-        let schema = graphql::schema(auth.clone());
+        let schema = graphql::schema(auth.clone(), Posts::new(db.clone()));
         Ok(Self { db, auth, schema })
     }
 

@@ -99,7 +99,11 @@ async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'stat
         return Ok(Err(ENDED));
     };
     let now = db::now();
-    if row.user.id != claims.sub || row.revoked_at.is_some() || now >= row.expires_at {
+    if row.user.id != claims.sub
+        || row.revoked_at.is_some()
+        || now >= row.expires_at
+        || !row.user.is_active()
+    {
         return Ok(Err(ENDED));
     }
     if row.last_used_at < now - TOUCH_EVERY {

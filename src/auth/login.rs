@@ -46,6 +46,12 @@ impl Auth {
             tracing::info!(user_id = %user.id, "login refused: wrong password");
             return Err(AppError::Unauthenticated(LOGIN_FAILED));
         }
+        // Checked after the password, so that the answer and its timing are those of any
+        // other failure.
+        if !user.is_active() {
+            tracing::info!(user_id = %user.id, "login refused: account deactivated");
+            return Err(AppError::Unauthenticated(LOGIN_FAILED));
+        }
 
         let new_hash = match verified {
             Verified::YesButRehash => Some(self.passwords.hash(password).await?),

@@ -4,6 +4,7 @@
 //! [`change_password`] — all methods of [`Auth`], the service the GraphQL resolvers call.
 
 pub mod access_token;
+pub mod admin;
 pub mod caller;
 pub mod change_password;
 pub mod login;

@@ -95,6 +95,7 @@ impl Auth {
     ) -> AppResult<Authenticated> {
         let user = users::find_by_id(&mut *conn, user_id)
             .await?
+            .filter(|u| u.is_active())
             .ok_or(AppError::Unauthenticated(INVALID))?;
         Ok(Authenticated {
             access_token: self

@@ -82,6 +82,7 @@ impl Auth {
             password_hash: self.passwords.hash(account.password).await?,
             role,
             created_at: db::now(),
+            deactivated_at: None,
         })
     }
 }

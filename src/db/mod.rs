@@ -8,9 +8,12 @@
 //! engines store, so a value reads back exactly as it was written on either of them.
 
 pub mod migrate;
+pub mod page;
+pub mod posts;
 pub mod sessions;
 pub mod settings;
 pub mod users;
+pub mod votes;
 
 use std::{str::FromStr, time::Duration};
 

@@ -128,7 +128,7 @@ pub async fn find_with_user(
     sql!(&mut conn, |c| {
         sqlx::query_as(
             "SELECT s.id AS session_id, s.expires_at, s.revoked_at, s.last_used_at, \
-             u.id, u.username, u.email, u.password_hash, u.role, u.created_at \
+             u.id, u.username, u.email, u.password_hash, u.role, u.created_at, u.deactivated_at \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
         )
         .bind(session_id)
@@ -178,6 +178,8 @@ pub enum RevokeReason {
     PasswordChanged,
     /// A retired refresh token was presented again, so a token may have been stolen.
     RefreshTokenReuse,
+    /// An administrator deactivated the account.
+    Deactivated,
 }
 
 impl RevokeReason {
@@ -188,6 +190,7 @@ impl RevokeReason {
             Self::Revoked => "revoked",
             Self::PasswordChanged => "password_changed",
             Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::Deactivated => "deactivated",
         }
     }
 }

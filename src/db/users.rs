@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::page::{Cursor, Keyed, Page, PageRequest, placeholders};
 use crate::{db::AsConn, execute, sql};
 
 /// What an account may do.
@@ -60,6 +61,24 @@ pub struct UserRow {
     pub role: Role,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// When an administrator deactivated the account; `None` while it is active.
+    pub deactivated_at: Option<DateTime<Utc>>,
+}
+
+impl UserRow {
+    /// Whether the account may sign in and act.
+    pub fn is_active(&self) -> bool {
+        self.deactivated_at.is_none()
+    }
+}
+
+impl Keyed for UserRow {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
 }
 
 impl std::fmt::Debug for UserRow {
@@ -95,7 +114,7 @@ pub struct NewUser<'a> {
 /// The columns of [`UserRow`], for `concat!` into static SQL.
 macro_rules! user_columns {
     () => {
-        "id, username, email, password_hash, role, created_at"
+        "id, username, email, password_hash, role, created_at, deactivated_at"
     };
 }
 
@@ -201,4 +220,132 @@ pub async fn set_password_hash(
             .bind(now)
     )?;
     Ok(())
+}
+
+/// Finds several users by id in one statement; unknown ids are absent.
+#[tracing::instrument(skip_all, fields(ids = ids.len()))]
+pub async fn find_many(mut conn: impl AsConn, ids: &[Uuid]) -> Result<Vec<UserRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        concat!("SELECT ", user_columns!(), " FROM users WHERE id IN ({})"),
+        placeholders(1, ids.len())
+    );
+    sql!(&mut conn, |c| {
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(c).await
+    })
+}
+
+/// Which users to list.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Only users with this role.
+    pub role: Option<Role>,
+    /// Only users whose username or email starts with this, case-insensitively.
+    pub search: Option<String>,
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_prefix(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A page of users, newest first.
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    mut conn: impl AsConn,
+    filter: &UserFilter,
+    page: &PageRequest,
+) -> Result<Page<UserRow>, sqlx::Error> {
+    let pattern = filter.search.as_deref().map(like_prefix);
+    let rows = sql!(&mut conn, |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE ($1 IS NULL OR role = $1) \
+             AND ($2 IS NULL OR username_key LIKE $2 ESCAPE '\\' OR email_key LIKE $2 ESCAPE '\\') \
+             AND ($3 IS NULL OR (created_at, id) < ($3, $4)) \
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        ))
+        .bind(filter.role.map(Role::as_str))
+        .bind(pattern.as_deref())
+        .bind(page.after_time())
+        .bind(page.after_id())
+        .bind(page.limit())
+        .fetch_all(c)
+        .await
+    })?;
+    Ok(Page::from_rows(rows, page))
+}
+
+/// Sets a user's role.
+#[tracing::instrument(skip_all, fields(%id, role = role.as_str()))]
+pub async fn set_role(
+    mut conn: impl AsConn,
+    id: Uuid,
+    role: Role,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    execute!(
+        &mut conn,
+        sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(role.as_str())
+            .bind(now)
+    )?;
+    Ok(())
+}
+
+/// Deactivates (`Some(now)`) or reactivates (`None`) a user.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn set_deactivated(
+    mut conn: impl AsConn,
+    id: Uuid,
+    deactivated_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    execute!(
+        &mut conn,
+        sqlx::query("UPDATE users SET deactivated_at = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(deactivated_at)
+            .bind(now)
+    )?;
+    Ok(())
+}
+
+/// The ids of the active administrators, locked until the end of the transaction so that
+/// two concurrent demotions cannot both see another administrator left and remove the
+/// last one. SQLite needs no row locks: its write transactions already run one at a time.
+#[tracing::instrument(skip_all)]
+pub async fn lock_active_admins(mut conn: impl AsConn) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows: Vec<(Uuid,)> = match conn.as_conn() {
+        super::ConnRef::Sqlite(c) => {
+            sqlx::query_as("SELECT id FROM users WHERE role = 'admin' AND deactivated_at IS NULL")
+                .fetch_all(c)
+                .await?
+        }
+        super::ConnRef::Postgres(c) => {
+            sqlx::query_as(
+                "SELECT id FROM users WHERE role = 'admin' AND deactivated_at IS NULL \
+                 ORDER BY id FOR UPDATE",
+            )
+            .fetch_all(c)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }

@@ -1,16 +1,28 @@
 //! Access to per-request data from resolvers.
 
-use async_graphql::{Context, ID};
+use async_graphql::{Context, ID, dataloader::DataLoader};
 use uuid::Uuid;
 
+use super::loaders::DbLoader;
 use crate::{
     auth::{Auth, Caller, ClientInfo, Identity},
     error::{AppError, AppResult},
+    posts::Posts,
 };
 
 /// The authentication service.
 pub fn auth<'a>(ctx: &Context<'a>) -> &'a Auth {
     ctx.data_unchecked::<Auth>()
+}
+
+/// The posts service.
+pub fn posts<'a>(ctx: &Context<'a>) -> &'a Posts {
+    ctx.data_unchecked::<Posts>()
+}
+
+/// This request's DataLoader.
+pub fn loader<'a>(ctx: &Context<'a>) -> &'a DataLoader<DbLoader> {
+    ctx.data_unchecked::<DataLoader<DbLoader>>()
 }
 
 /// The caller of this request.

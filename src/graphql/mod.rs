@@ -1,28 +1,43 @@
-//! The GraphQL schema: roots, types and the extensions that shape errors.
+//! The GraphQL schema: roots, types, guards, loaders and the extensions that shape
+//! errors. Each concern contributes a part of the query and mutation roots.
 
+pub mod accounts;
+pub mod connection;
 pub mod context;
 pub mod error_codes;
-pub mod mutation;
-pub mod query;
+pub mod guards;
+pub mod loaders;
+pub mod posts;
 pub mod types;
+pub mod users;
 
-use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
-pub use mutation::Mutation;
-pub use query::Query;
+use crate::{auth::Auth, posts::Posts};
 
-use crate::auth::Auth;
+/// Read operations. Every query needs a signed-in caller.
+#[derive(MergedObject, Default)]
+pub struct Query(accounts::AccountQuery, users::UserQuery, posts::PostQuery);
+
+/// Write operations: accounts and sessions, user administration, posts and votes.
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    accounts::AccountMutation,
+    users::UserMutation,
+    posts::PostMutation,
+);
 
 /// The schema type served by quire.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query, Mutation, EmptySubscription).extension(error_codes::ErrorCodes)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .extension(error_codes::ErrorCodes)
 }
 
 /// Builds the schema with the services its resolvers use.
-pub fn schema(auth: Auth) -> AppSchema {
-    builder().data(auth).finish()
+pub fn schema(auth: Auth, posts: Posts) -> AppSchema {
+    builder().data(auth).data(posts).finish()
 }
 
 /// The schema in SDL, as checked in at `schema.graphql`.

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::Authenticated,
-    db::{sessions::SessionRow, users},
+    db::{posts::PostRow, sessions::SessionRow, users},
 };
 
 /// What an account may do.
@@ -18,6 +18,15 @@ pub enum Role {
     User,
     /// An administrator, who may manage other accounts.
     Admin,
+}
+
+impl From<Role> for users::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::User => Self::User,
+            Role::Admin => Self::Admin,
+        }
+    }
 }
 
 impl From<users::Role> for Role {
@@ -31,17 +40,28 @@ impl From<users::Role> for Role {
 
 /// A person with an account.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
 pub struct User {
     /// The user's unique, permanent id.
     pub id: ID,
     /// The user's public name: 3 to 32 letters, digits or underscores.
     pub username: String,
-    /// The user's email address; visible only to the user themself.
-    pub email: Option<String>,
     /// What the user may do.
     pub role: Role,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// False once an administrator has deactivated the account.
+    pub active: bool,
+    /// The id, parsed.
+    #[graphql(skip)]
+    pub uuid: Uuid,
+    /// The email address, shown only to the user and to administrators.
+    #[graphql(skip)]
+    pub email_address: String,
+    /// Whether this value is being shown to the user themself (as `me`, or in the
+    /// payload of their own sign-in).
+    #[graphql(skip)]
+    pub shown_to_self: bool,
 }
 
 impl From<users::UserRow> for User {
@@ -49,11 +69,101 @@ impl From<users::UserRow> for User {
         Self {
             id: ID(row.id.to_string()),
             username: row.username,
-            email: Some(row.email),
             role: row.role.into(),
             created_at: row.created_at,
+            active: row.deactivated_at.is_none(),
+            uuid: row.id,
+            email_address: row.email,
+            shown_to_self: false,
         }
     }
+}
+
+impl User {
+    /// The user as shown to themself.
+    pub fn own(row: users::UserRow) -> Self {
+        Self {
+            shown_to_self: true,
+            ..row.into()
+        }
+    }
+}
+
+/// A post: published for everyone to read, or a draft only its author and administrators
+/// see.
+#[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
+pub struct Post {
+    /// The post's unique, permanent id.
+    pub id: ID,
+    /// The title: 1 to 200 characters.
+    pub title: String,
+    /// The text: 1 to 50,000 characters.
+    pub body: String,
+    /// False for a draft.
+    pub published: bool,
+    /// When the post was written.
+    pub created_at: DateTime<Utc>,
+    /// When the post was last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The id, parsed.
+    #[graphql(skip)]
+    pub uuid: Uuid,
+    /// The author's id.
+    #[graphql(skip)]
+    pub author_id: Uuid,
+}
+
+impl From<PostRow> for Post {
+    fn from(row: PostRow) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            title: row.title,
+            body: row.body,
+            published: row.published,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            uuid: row.id,
+            author_id: row.author_id,
+        }
+    }
+}
+
+/// A new post.
+#[derive(InputObject, Debug)]
+pub struct CreatePostInput {
+    /// 1 to 200 characters; surrounding spaces are removed.
+    pub title: String,
+    /// 1 to 50,000 characters; surrounding spaces are removed.
+    pub body: String,
+    /// False to keep the post as a draft.
+    #[graphql(default = true)]
+    pub published: bool,
+}
+
+/// Changes to a post; fields left out stay as they are.
+#[derive(InputObject, Debug)]
+pub struct UpdatePostInput {
+    /// A new title.
+    pub title: Option<String>,
+    /// A new text.
+    pub body: Option<String>,
+    /// True to publish, false to turn the post back into a draft.
+    pub published: Option<bool>,
+}
+
+/// A new account made by an administrator.
+#[derive(InputObject, Debug)]
+pub struct CreateUserInput {
+    /// The email address to sign in with; unique regardless of case.
+    pub email: String,
+    /// 3 to 32 letters, digits or underscores; unique regardless of case.
+    pub username: String,
+    /// 8 to 128 characters, not one of the most common passwords.
+    pub password: String,
+    /// What the account may do.
+    #[graphql(default_with = "Role::User")]
+    pub role: Role,
 }
 
 /// The credentials of a signed-in session.
@@ -79,7 +189,7 @@ impl From<Authenticated> for AuthPayload {
             refresh_token: Some(a.refresh_token),
             token_type: "Bearer".to_owned(),
             expires_in: i32::try_from(a.expires_in).unwrap_or(i32::MAX),
-            user: a.user.into(),
+            user: User::own(a.user),
         }
     }
 }

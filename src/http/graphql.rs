@@ -16,6 +16,7 @@ use super::{AppState, request_id::RequestId};
 use crate::{
     auth::{Caller, ClientInfo},
     error::REQUEST_ID,
+    graphql::loaders,
 };
 
 /// Executes a GraphQL request sent as a POST body.
@@ -92,7 +93,8 @@ async fn execute(
     };
     let request = request
         .data(Caller::from_authorization(authorization))
-        .data(client);
+        .data(client)
+        .data(loaders::for_request(state.db.clone()));
     REQUEST_ID
         .scope(request_id, state.schema.execute(request))
         .await

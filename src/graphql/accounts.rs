@@ -1,21 +1,44 @@
-//! The mutation root: resolvers check who may act, call one service function and
-//! convert its result.
+//! The caller's own account: register, sign in, refresh, sign out, sessions, password.
 
 use async_graphql::{Context, ID, Object, Result};
 
 use super::{
     context::{auth, caller, client, identity, parse_id},
-    types::{AuthPayload, LoginInput, RegisterInput},
+    guards::SignedIn,
+    types::{AuthPayload, LoginInput, RegisterInput, Session, User},
 };
 use crate::{auth::register::NewAccount, error::AppError};
 
-/// The mutation root.
+/// Queries about the caller's own account.
 #[derive(Default)]
-pub struct Mutation;
+pub struct AccountQuery;
 
-/// Write operations: accounts, sign-in and sessions.
 #[Object]
-impl Mutation {
+impl AccountQuery {
+    /// The signed-in caller.
+    #[graphql(guard = "SignedIn")]
+    async fn me(&self, ctx: &Context<'_>) -> Result<User> {
+        Ok(User::own(identity(ctx).await?.user.clone()))
+    }
+
+    /// The caller's active sessions, newest first.
+    #[graphql(guard = "SignedIn")]
+    async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<Session>> {
+        let who = identity(ctx).await?;
+        let rows = auth(ctx).sessions(who).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Session::new(row, who.session_id))
+            .collect())
+    }
+}
+
+/// Registering, signing in and out, and managing one's sessions.
+#[derive(Default)]
+pub struct AccountMutation;
+
+#[Object]
+impl AccountMutation {
     /// Creates an account and signs it in.
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
         let account = NewAccount {
@@ -56,6 +79,7 @@ impl Mutation {
     }
 
     /// Ends every session of the caller, this one included; returns how many ended.
+    #[graphql(guard = "SignedIn")]
     async fn logout_all(&self, ctx: &Context<'_>) -> Result<i32> {
         let who = identity(ctx).await?;
         let ended = auth(ctx).logout_all(who).await?;
@@ -63,6 +87,7 @@ impl Mutation {
     }
 
     /// Ends one of the caller's own sessions.
+    #[graphql(guard = "SignedIn")]
     async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;
@@ -70,6 +95,7 @@ impl Mutation {
     }
 
     /// Changes the caller's password and ends all their other sessions.
+    #[graphql(guard = "SignedIn")]
     async fn change_password(
         &self,
         ctx: &Context<'_>,

@@ -1,0 +1,169 @@
+//! Keyset pagination: lists are walked newest first by `(created_at, id)`, never with
+//! OFFSET, so page 500 costs what page 1 costs and rows inserted during a walk neither
+//! repeat nor shift the pages after them.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+/// The most rows a client may ask for at once.
+pub const MAX_PAGE: usize = 100;
+/// The page size when the client does not say.
+pub const DEFAULT_PAGE: usize = 20;
+
+/// A position in a list: the sort key of the last row the client has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    /// When the row was created.
+    pub created_at: DateTime<Utc>,
+    /// The row's id, which breaks ties between rows created at the same instant.
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The opaque string handed to clients.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "v1:{}:{}",
+            self.created_at.timestamp_micros(),
+            self.id.simple()
+        ))
+    }
+
+    /// Reads a client's cursor; `None` when it is not one of ours.
+    pub fn decode(text: &str) -> Option<Self> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
+        let mut parts = raw.splitn(3, ':');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let micros: i64 = parts.next()?.parse().ok()?;
+        let id = Uuid::try_parse(parts.next()?).ok()?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros)?,
+            id,
+        })
+    }
+}
+
+/// A validated request for one page of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageRequest {
+    /// How many rows to return.
+    pub first: usize,
+    /// Return rows after this position; `None` starts at the newest.
+    pub after: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// Checks `first` (0 to 100) and `after` (a cursor this server issued).
+    pub fn new(first: Option<i32>, after: Option<&str>) -> AppResult<Self> {
+        let first = match first {
+            None => DEFAULT_PAGE,
+            Some(n) if n < 0 => {
+                return Err(AppError::bad_input("first", "first must not be negative"));
+            }
+            Some(n) if n as usize > MAX_PAGE => {
+                return Err(AppError::bad_input(
+                    "first",
+                    format!("first must be at most {MAX_PAGE}"),
+                ));
+            }
+            Some(n) => n as usize,
+        };
+        let after = after
+            .map(|text| {
+                Cursor::decode(text)
+                    .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
+            })
+            .transpose()?;
+        Ok(Self { first, after })
+    }
+
+    /// The LIMIT to query with: one more row than asked, to learn whether there is a next
+    /// page without counting.
+    pub fn limit(&self) -> i64 {
+        self.first as i64 + 1
+    }
+
+    /// The cursor's time, for binding (NULL when starting at the top).
+    pub fn after_time(&self) -> Option<DateTime<Utc>> {
+        self.after.map(|c| c.created_at)
+    }
+
+    /// The cursor's id, for binding.
+    pub fn after_id(&self) -> Option<Uuid> {
+        self.after.map(|c| c.id)
+    }
+}
+
+/// One page of rows, newest first.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The rows, at most `first` of them.
+    pub rows: Vec<T>,
+    /// Whether rows follow this page.
+    pub has_next: bool,
+    /// Whether the page started after a cursor.
+    pub has_previous: bool,
+}
+
+impl<T> Page<T> {
+    /// Trims the extra row fetched by [`PageRequest::limit`] and records whether it was there.
+    pub fn from_rows(mut rows: Vec<T>, request: &PageRequest) -> Self {
+        let has_next = rows.len() > request.first;
+        rows.truncate(request.first);
+        Self {
+            rows,
+            has_next,
+            has_previous: request.after.is_some(),
+        }
+    }
+}
+
+/// Something listed by `(created_at, id)`.
+pub trait Keyed {
+    /// The row's position in its list.
+    fn cursor(&self) -> Cursor;
+}
+
+/// `$start, $start+1, …` for an IN list of `n` values.
+pub fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        let c = Cursor {
+            created_at: crate::db::now(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for junk in ["", "abc", "djE6MTox", &URL_SAFE_NO_PAD.encode("v2:1:x")] {
+            assert_eq!(Cursor::decode(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        assert_eq!(PageRequest::new(None, None).unwrap().first, 20);
+        assert_eq!(PageRequest::new(Some(100), None).unwrap().first, 100);
+        assert!(PageRequest::new(Some(101), None).is_err());
+        assert!(PageRequest::new(Some(-1), None).is_err());
+        assert!(PageRequest::new(None, Some("nope")).is_err());
+    }
+
+    #[test]
+    fn placeholders_are_numbered_from_start() {
+        assert_eq!(placeholders(3, 3), "$3, $4, $5");
+    }
+}

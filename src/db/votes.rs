@@ -1,0 +1,93 @@
+//! The `votes` table: at most one vote per user and post.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::page::placeholders;
+use crate::{db::AsConn, execute, sql};
+
+/// Records `user_id`'s vote for `post_id`; a second vote is a no-op.
+#[tracing::instrument(skip_all, fields(%post_id, %user_id))]
+pub async fn add(
+    mut conn: impl AsConn,
+    post_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    execute!(
+        &mut conn,
+        sqlx::query(
+            "INSERT INTO votes (post_id, user_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (post_id, user_id) DO NOTHING",
+        )
+        .bind(post_id)
+        .bind(user_id)
+        .bind(now)
+    )?;
+    Ok(())
+}
+
+/// Withdraws `user_id`'s vote for `post_id`, if there is one.
+#[tracing::instrument(skip_all, fields(%post_id, %user_id))]
+pub async fn remove(
+    mut conn: impl AsConn,
+    post_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    execute!(
+        &mut conn,
+        sqlx::query("DELETE FROM votes WHERE post_id = $1 AND user_id = $2")
+            .bind(post_id)
+            .bind(user_id)
+    )?;
+    Ok(())
+}
+
+/// The number of votes of each post; posts without votes are absent.
+#[tracing::instrument(skip_all, fields(posts = posts.len()))]
+pub async fn counts(
+    mut conn: impl AsConn,
+    posts: &[Uuid],
+) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+    if posts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT post_id, COUNT(*) FROM votes WHERE post_id IN ({}) GROUP BY post_id",
+        placeholders(1, posts.len())
+    );
+    let rows: Vec<(Uuid, i64)> = sql!(&mut conn, |c| {
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        for id in posts {
+            q = q.bind(*id);
+        }
+        q.fetch_all(c).await
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Which of `posts` `user_id` has voted for.
+#[tracing::instrument(skip_all, fields(%user_id, posts = posts.len()))]
+pub async fn voted(
+    mut conn: impl AsConn,
+    user_id: Uuid,
+    posts: &[Uuid],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    if posts.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sql = format!(
+        "SELECT post_id FROM votes WHERE user_id = $1 AND post_id IN ({})",
+        placeholders(2, posts.len())
+    );
+    let rows: Vec<(Uuid,)> = sql!(&mut conn, |c| {
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user_id);
+        for id in posts {
+            q = q.bind(*id);
+        }
+        q.fetch_all(c).await
+    })?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}

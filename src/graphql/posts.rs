@@ -1,0 +1,141 @@
+//! Posts and votes.
+
+use async_graphql::{ComplexObject, Context, ID, Object, Result, connection::Connection};
+
+use super::{
+    connection::{PageCursor, connection},
+    context::{identity, loader, parse_id, posts},
+    guards::SignedIn,
+    loaders::{HasVoted, VoteCount},
+    types::{CreatePostInput, Post, UpdatePostInput, User},
+};
+use crate::{
+    db::page::PageRequest,
+    error::AppError,
+    posts::{NewPost, PostChanges},
+};
+
+#[ComplexObject]
+impl Post {
+    /// Who wrote the post.
+    async fn author(&self, ctx: &Context<'_>) -> Result<User> {
+        let author = loader(ctx)
+            .load_one(self.author_id)
+            .await
+            .map_err(AppError::internal)?
+            .ok_or_else(|| AppError::internal("a post's author is missing"))?;
+        Ok(author.into())
+    }
+
+    /// How many users have voted for the post.
+    async fn vote_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        let count = loader(ctx)
+            .load_one(VoteCount(self.uuid))
+            .await
+            .map_err(AppError::internal)?
+            .unwrap_or(0);
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+
+    /// Whether the caller has voted for the post.
+    async fn viewer_has_voted(&self, ctx: &Context<'_>) -> Result<bool> {
+        let who = identity(ctx).await?;
+        let key = HasVoted {
+            post: self.uuid,
+            viewer: who.user.id,
+        };
+        Ok(loader(ctx)
+            .load_one(key)
+            .await
+            .map_err(AppError::internal)?
+            .unwrap_or(false))
+    }
+}
+
+/// Reading posts.
+#[derive(Default)]
+pub struct PostQuery;
+
+#[Object]
+impl PostQuery {
+    /// A post by id; null when there is none or the caller may not see it.
+    #[graphql(guard = "SignedIn")]
+    async fn post(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Post>> {
+        let who = identity(ctx).await?;
+        let id = parse_id("id", &id)?;
+        Ok(posts(ctx).find(who, id).await?.map(Post::from))
+    }
+
+    /// Published posts, newest first.
+    #[graphql(guard = "SignedIn")]
+    async fn posts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "How many posts, at most 100.")] first: Option<i32>,
+        #[graphql(desc = "A cursor from a previous page.")] after: Option<String>,
+        #[graphql(desc = "Only posts by this user.")] author_id: Option<ID>,
+    ) -> Result<Connection<PageCursor, Post>> {
+        let page = PageRequest::new(first, after.as_deref())?;
+        let author = author_id.map(|id| parse_id("authorId", &id)).transpose()?;
+        Ok(connection(
+            posts(ctx).published(author, &page).await?,
+            Post::from,
+        ))
+    }
+}
+
+/// Writing posts and voting.
+#[derive(Default)]
+pub struct PostMutation;
+
+#[Object]
+impl PostMutation {
+    /// Writes a post, published unless `published` is false.
+    #[graphql(guard = "SignedIn")]
+    async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> Result<Post> {
+        let who = identity(ctx).await?;
+        let new = NewPost {
+            title: &input.title,
+            body: &input.body,
+            published: input.published,
+        };
+        Ok(posts(ctx).create(who, new).await?.into())
+    }
+
+    /// Changes a post; only its author may.
+    #[graphql(guard = "SignedIn")]
+    async fn update_post(&self, ctx: &Context<'_>, id: ID, input: UpdatePostInput) -> Result<Post> {
+        let who = identity(ctx).await?;
+        let id = parse_id("id", &id)?;
+        let changes = PostChanges {
+            title: input.title.as_deref(),
+            body: input.body.as_deref(),
+            published: input.published,
+        };
+        Ok(posts(ctx).update(who, id, changes).await?.into())
+    }
+
+    /// Deletes a post; its author or an administrator may. Returns the post's id.
+    #[graphql(guard = "SignedIn")]
+    async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let who = identity(ctx).await?;
+        let id = parse_id("id", &id)?;
+        Ok(ID(posts(ctx).delete(who, id).await?.to_string()))
+    }
+
+    /// Votes for a post. Voting again changes nothing.
+    #[graphql(guard = "SignedIn")]
+    async fn vote_post(&self, ctx: &Context<'_>, id: ID) -> Result<Post> {
+        let who = identity(ctx).await?;
+        let id = parse_id("id", &id)?;
+        Ok(posts(ctx).vote(who, id).await?.into())
+    }
+
+    /// Withdraws a vote. Withdrawing a vote never given changes nothing.
+    #[graphql(guard = "SignedIn")]
+    async fn unvote_post(&self, ctx: &Context<'_>, id: ID) -> Result<Post> {
+        let who = identity(ctx).await?;
+        let id = parse_id("id", &id)?;
+        Ok(posts(ctx).unvote(who, id).await?.into())
+    }
+}

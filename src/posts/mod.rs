@@ -1,0 +1,195 @@
+//! Posts and votes: who may see, write, change and vote on what.
+//!
+//! A draft is visible only to its author and to administrators. To anyone else it does
+//! not exist: reading it gives nothing and acting on it says NOT_FOUND, never FORBIDDEN,
+//! which would reveal that it exists.
+
+use uuid::Uuid;
+
+use crate::{
+    auth::Identity,
+    db::{
+        self, Db,
+        page::{Page, PageRequest},
+        posts::{self, PostRow},
+        users::Role,
+        votes,
+    },
+    error::{AppError, AppResult},
+};
+
+/// Longest title, in characters.
+pub const MAX_TITLE: usize = 200;
+/// Longest body, in characters.
+pub const MAX_BODY: usize = 50_000;
+
+/// The posts service.
+#[derive(Clone)]
+pub struct Posts {
+    db: Db,
+}
+
+/// A new post as the client sent it.
+#[derive(Debug, Clone)]
+pub struct NewPost<'a> {
+    /// The title, before trimming.
+    pub title: &'a str,
+    /// The text, before trimming.
+    pub body: &'a str,
+    /// False to keep it as a draft.
+    pub published: bool,
+}
+
+/// Changes to a post; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PostChanges<'a> {
+    /// A new title, before trimming.
+    pub title: Option<&'a str>,
+    /// A new text, before trimming.
+    pub body: Option<&'a str>,
+    /// Publish (true) or turn back into a draft (false).
+    pub published: Option<bool>,
+}
+
+fn is_admin(who: &Identity) -> bool {
+    who.user.role == Role::Admin
+}
+
+fn not_found() -> AppError {
+    AppError::NotFound("no such post".to_owned())
+}
+
+/// Trims a text field and checks its length in characters.
+fn text(field: &'static str, value: &str, max: usize) -> AppResult<String> {
+    let trimmed = value.trim();
+    let len = trimmed.chars().count();
+    if len == 0 {
+        return Err(AppError::bad_input(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if len > max {
+        return Err(AppError::bad_input(
+            field,
+            format!("{field} must be at most {max} characters long"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl Posts {
+    /// The service over `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// A post, if `who` may see it.
+    #[tracing::instrument(skip_all, fields(%id))]
+    pub async fn find(&self, who: &Identity, id: Uuid) -> AppResult<Option<PostRow>> {
+        let mut conn = self.db.acquire().await?;
+        Ok(posts::find(&mut conn, id)
+            .await?
+            .filter(|p| p.visible_to(who.user.id, is_admin(who))))
+    }
+
+    /// A post `who` may see, or NOT_FOUND.
+    async fn visible(&self, conn: &mut db::DbConn, who: &Identity, id: Uuid) -> AppResult<PostRow> {
+        posts::find(&mut *conn, id)
+            .await?
+            .filter(|p| p.visible_to(who.user.id, is_admin(who)))
+            .ok_or_else(not_found)
+    }
+
+    /// Writes a new post by `who`.
+    #[tracing::instrument(skip_all, fields(user_id = %who.user.id))]
+    pub async fn create(&self, who: &Identity, new: NewPost<'_>) -> AppResult<PostRow> {
+        let now = db::now();
+        let post = PostRow {
+            id: Uuid::now_v7(),
+            author_id: who.user.id,
+            title: text("title", new.title, MAX_TITLE)?,
+            body: text("body", new.body, MAX_BODY)?,
+            published: new.published,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut conn = self.db.acquire().await?;
+        posts::insert(&mut conn, &post).await?;
+        tracing::info!(post_id = %post.id, "post created");
+        Ok(post)
+    }
+
+    /// Changes a post; only its author may.
+    #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
+    pub async fn update(
+        &self,
+        who: &Identity,
+        id: Uuid,
+        changes: PostChanges<'_>,
+    ) -> AppResult<PostRow> {
+        let mut conn = self.db.acquire().await?;
+        let mut post = self.visible(&mut conn, who, id).await?;
+        if post.author_id != who.user.id {
+            return Err(AppError::Forbidden(
+                "only the author may change a post".to_owned(),
+            ));
+        }
+        if let Some(title) = changes.title {
+            post.title = text("title", title, MAX_TITLE)?;
+        }
+        if let Some(body) = changes.body {
+            post.body = text("body", body, MAX_BODY)?;
+        }
+        if let Some(published) = changes.published {
+            post.published = published;
+        }
+        post.updated_at = db::now();
+        posts::update(&mut conn, &post).await?;
+        Ok(post)
+    }
+
+    /// Deletes a post; its author or an administrator may.
+    #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
+    pub async fn delete(&self, who: &Identity, id: Uuid) -> AppResult<Uuid> {
+        let mut conn = self.db.acquire().await?;
+        let post = self.visible(&mut conn, who, id).await?;
+        if post.author_id != who.user.id && !is_admin(who) {
+            return Err(AppError::Forbidden(
+                "only the author or an administrator may delete a post".to_owned(),
+            ));
+        }
+        posts::delete(&mut conn, id).await?;
+        tracing::info!("post deleted");
+        Ok(id)
+    }
+
+    /// Votes for a post; voting twice is a no-op.
+    #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
+    pub async fn vote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
+        let mut conn = self.db.acquire().await?;
+        let post = self.visible(&mut conn, who, id).await?;
+        votes::add(&mut conn, id, who.user.id, db::now()).await?;
+        Ok(post)
+    }
+
+    /// Withdraws a vote; withdrawing a vote never given is a no-op.
+    #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
+    pub async fn unvote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
+        let mut conn = self.db.acquire().await?;
+        let post = self.visible(&mut conn, who, id).await?;
+        votes::remove(&mut conn, id, who.user.id).await?;
+        Ok(post)
+    }
+
+    /// Published posts, newest first, optionally by one author.
+    #[tracing::instrument(skip_all)]
+    pub async fn published(
+        &self,
+        author_id: Option<Uuid>,
+        page: &PageRequest,
+    ) -> AppResult<Page<PostRow>> {
+        let mut conn = self.db.acquire().await?;
+        Ok(posts::published(&mut conn, author_id, page).await?)
+    }
+}
