@@ -1,11 +1,26 @@
 //! Request-scoped DataLoaders: fields that would cost one statement per row (a post's
 //! author, its votes, a user's posts) are gathered across the whole response and loaded
 //! with one statement per kind.
+//!
+//! Batches are not left to a timer on another thread, which would fire whenever the
+//! runtime got to it and split a page's keys over several statements on a busy machine.
+//! Instead [`drive`] runs them inside the request's own task, and only once execution can
+//! go no further: by then every field that can ask for a key has asked, so each kind of
+//! key is loaded with one statement, as a JavaScript DataLoader batches per tick.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, Wake, Waker},
+};
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use tracing::Instrument;
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use uuid::Uuid;
 
 use crate::db::{
@@ -24,12 +39,75 @@ pub struct DbLoader {
     db: Db,
 }
 
-/// A new loader for one request. Its batches run in tasks of their own, which stay in the
-/// request's tracing span so that their statements are logged with the request id.
-pub fn for_request(db: Db) -> DataLoader<DbLoader> {
-    DataLoader::new(DbLoader { db }, |batch| {
-        tokio::spawn(batch.instrument(tracing::Span::current()))
+/// Batches a request's loader has started and [`drive`] has yet to run.
+#[derive(Default)]
+pub struct Batches(Mutex<Vec<BoxFuture<'static, ()>>>);
+
+impl Batches {
+    fn take(&self) -> Vec<BoxFuture<'static, ()>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// A new loader for one request, and the queue its batches wait in for [`drive`].
+pub fn for_request(db: Db) -> (DataLoader<DbLoader>, Arc<Batches>) {
+    let batches = Arc::new(Batches::default());
+    let queue = batches.clone();
+    let loader = DataLoader::new(DbLoader { db }, move |batch| {
+        queue
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(batch);
+    });
+    (loader, batches)
+}
+
+/// Forwards wake-ups to the task and notes that one happened.
+struct NotingWaker {
+    task: Waker,
+    woken: AtomicBool,
+}
+
+impl Wake for NotingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
+}
+
+/// Runs `execution` to completion, running the loader's batches whenever execution is
+/// waiting.
+///
+/// Execution sometimes returns `Pending` only to let other tasks run (a long list of
+/// fields, a spent cooperative budget), waking itself before it returns. That is not
+/// waiting, and starting the batches then would split them; so execution is polled with
+/// a waker that notes such a wake-up, and the batches run only after a poll without one.
+pub async fn drive<F: Future>(batches: Arc<Batches>, execution: F) -> F::Output {
+    let mut execution = pin!(execution);
+    let mut running = FuturesUnordered::new();
+    std::future::poll_fn(move |cx| {
+        let noting = Arc::new(NotingWaker {
+            task: cx.waker().clone(),
+            woken: AtomicBool::new(false),
+        });
+        let waker = Waker::from(noting.clone());
+        if let Poll::Ready(output) = execution.as_mut().poll(&mut Context::from_waker(&waker)) {
+            return Poll::Ready(output);
+        }
+        if !noting.woken.load(Ordering::Acquire) {
+            // Execution waits: every key it can ask for now has been asked for.
+            running.extend(batches.take());
+        }
+        // Completed batches wake the fields waiting on them, and so this task.
+        while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {}
+        Poll::Pending
     })
+    .await
 }
 
 /// The number of votes of a post.

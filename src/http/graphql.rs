@@ -91,14 +91,13 @@ async fn execute(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
+    let (loader, batches) = loaders::for_request(state.db.clone());
     let request = request
         .data(Caller::from_authorization(authorization))
         .data(client)
-        .data(loaders::for_request(state.db.clone()));
-    REQUEST_ID
-        .scope(request_id, state.schema.execute(request))
-        .await
-        .into()
+        .data(loader);
+    let execution = loaders::drive(batches, state.schema.execute(request));
+    REQUEST_ID.scope(request_id, execution).await.into()
 }
 
 /// Whether the operation a request selects is a mutation. A request that does not parse

@@ -439,3 +439,161 @@ pub fn quire_in(
         .expect("write stdin");
     child.wait_with_output().expect("quire finishes")
 }
+
+/// The fields of a post most tests look at.
+pub const POST_FIELDS: &str =
+    "id title body published createdAt updatedAt voteCount viewerHasVoted author { id username }";
+
+impl TestApp {
+    /// Makes an administrator the way `quire create-user --role admin` does, and signs
+    /// them in.
+    pub async fn admin(&self, username: &str) -> Tokens {
+        use quire::auth::register::NewAccount;
+        self.app
+            .auth
+            .create_user(
+                NewAccount {
+                    email: &format!("{username}@example.com"),
+                    username,
+                    password: PASSWORD,
+                },
+                quire::db::users::Role::Admin,
+            )
+            .await
+            .expect("the administrator is created");
+        self.signed_in(username).await
+    }
+
+    /// Writes a post as `token` and returns its id.
+    pub async fn post(&self, token: &str, title: &str, published: bool) -> String {
+        let res = self
+            .gql(
+                Some(token),
+                "mutation($i: CreatePostInput!) { createPost(input: $i) { id } }",
+                json!({ "i": { "title": title, "body": format!("The text of {title}."), "published": published } }),
+            )
+            .await
+            .ok();
+        res.data("createPost.id").as_str().unwrap().to_owned()
+    }
+
+    /// The id of the user `token` belongs to.
+    pub async fn user_id(&self, token: &str) -> String {
+        self.me(token)
+            .await
+            .ok()
+            .data("me.id")
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// Counting the SQL statements each request sends, from the events sqlx logs for every
+/// statement it executes, grouped by the request id of the span they happen in.
+pub mod statements {
+    use std::{
+        collections::HashMap,
+        sync::{LazyLock, Mutex, Once},
+    };
+
+    use tracing::{
+        Subscriber,
+        field::{Field, Visit},
+        span,
+    };
+    use tracing_subscriber::{
+        Layer, filter::filter_fn, layer::Context, prelude::*, registry::LookupSpan,
+    };
+
+    static COUNTS: LazyLock<Mutex<HashMap<String, Vec<String>>>> = LazyLock::new(Default::default);
+
+    struct RequestId(String);
+
+    struct Visitor(Option<String>);
+
+    impl Visit for Visitor {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "request_id" {
+                self.0 = Some(format!("{value:?}"));
+            }
+        }
+    }
+
+    struct Statement(Option<String>);
+
+    impl Visit for Statement {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "db.statement" || field.name() == "summary" {
+                self.0.get_or_insert_with(|| value.to_owned());
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "summary" {
+                self.0.get_or_insert_with(|| format!("{value:?}"));
+            }
+        }
+    }
+
+    struct Counter;
+
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Counter {
+        fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+            if attrs.metadata().name() != "request" {
+                return;
+            }
+            let mut visitor = Visitor(None);
+            attrs.record(&mut visitor);
+            if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
+                span.extensions_mut().insert(RequestId(request_id));
+            }
+        }
+
+        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+            let Some(scope) = ctx.event_scope(event) else {
+                return;
+            };
+            for span in scope {
+                if let Some(RequestId(id)) = span.extensions().get::<RequestId>() {
+                    let mut statement = Statement(None);
+                    event.record(&mut statement);
+                    COUNTS
+                        .lock()
+                        .unwrap()
+                        .entry(id.clone())
+                        .or_default()
+                        .push(statement.0.unwrap_or_default());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Starts counting (once per test process).
+    pub fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let filter = filter_fn(|meta| {
+                meta.target() == "sqlx::query" || (meta.is_span() && meta.name() == "request")
+            });
+            let _ = tracing_subscriber::registry()
+                .with(Counter.with_filter(filter))
+                .try_init();
+        });
+    }
+
+    /// The statements sent while serving the request with this id. Setting up a
+    /// connection the pool happens to open meanwhile (SQLite's PRAGMAs) is not counted:
+    /// it belongs to the pool, once per connection, not to the request.
+    pub fn sent_by(request_id: &str) -> Vec<String> {
+        COUNTS
+            .lock()
+            .unwrap()
+            .get(request_id)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| !s.starts_with("PRAGMA "))
+            .collect()
+    }
+}

@@ -4,7 +4,12 @@
 mod helpers;
 
 mod accounts;
+mod admin;
+mod batching;
 mod commands;
 mod errors;
+mod guards;
+mod pagination;
+mod posts;
 mod sessions;
 mod tokens;

@@ -1,0 +1,91 @@
+//! No N+1: the number of SQL statements a request sends does not grow with the page size.
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, TestDb, Tokens, statements};
+
+crate::on_both_databases!(a_page_of_posts_costs_a_constant_number_of_statements);
+
+/// Sends `query` and returns the statements the server ran for it.
+async fn statements_for(app: &TestApp, token: &Tokens, query: &str) -> Vec<String> {
+    let res = app.gql(Some(&token.access), query, json!({})).await.ok();
+    let request_id = res.headers["x-request-id"].to_str().unwrap().to_owned();
+    statements::sent_by(&request_id)
+}
+
+async fn a_page_of_posts_costs_a_constant_number_of_statements(db: TestDb) {
+    statements::install();
+    let app = db.spawn().await;
+    let authors = [
+        app.signed_up("ann").await,
+        app.signed_up("ben").await,
+        app.signed_up("cyd").await,
+        app.signed_up("dee").await,
+    ];
+    let mut posts = Vec::new();
+    for i in 0..120 {
+        posts.push(
+            app.post(&authors[i % 4].access, &format!("Post {i}"), true)
+                .await,
+        );
+    }
+    let reader = app.signed_up("reader").await;
+    for id in posts.iter().step_by(3) {
+        for voter in [&reader, &authors[1]] {
+            app.gql(
+                Some(&voter.access),
+                "mutation($id: ID!) { votePost(id: $id) { id } }",
+                json!({ "id": id }),
+            )
+            .await
+            .ok();
+        }
+    }
+
+    let page = |n: usize| {
+        format!(
+            "{{ posts(first: {n}) {{ edges {{ node {{ title author {{ username }} voteCount viewerHasVoted }} }} }} }}"
+        )
+    };
+    let small = statements_for(&app, &reader, &page(1)).await;
+    let large = statements_for(&app, &reader, &page(100)).await;
+    assert!(!large.is_empty(), "statements are being counted");
+    assert!(
+        large.len() <= 5,
+        "a page of 100 posts took {} statements: {large:#?}",
+        large.len()
+    );
+    assert_eq!(
+        small.len(),
+        large.len(),
+        "the count does not grow with the page: {small:#?} {large:#?}"
+    );
+
+    // The answer is right, too: every third post has two votes, one of them the reader's.
+    let res = app
+        .gql(Some(&reader.access), &page(100), json!({}))
+        .await
+        .ok();
+    let edges = res.data("posts.edges").as_array().unwrap();
+    assert_eq!(edges.len(), 100);
+    let voted = edges
+        .iter()
+        .filter(|e| e["node"]["viewerHasVoted"] == true)
+        .count();
+    let with_two = edges.iter().filter(|e| e["node"]["voteCount"] == 2).count();
+    assert_eq!(voted, with_two);
+    assert!((33..=34).contains(&voted), "{voted}");
+
+    // Nested lists are batched as well: users, each with their posts and those posts' authors.
+    let admin = app.admin("root").await;
+    let nested = |n: usize| {
+        format!(
+            "{{ users(first: {n}) {{ edges {{ node {{ username posts(first: 10) {{ edges {{ node {{ voteCount viewerHasVoted author {{ username }} }} }} }} }} }} }} }}"
+        )
+    };
+    // Newest first: root and reader have no posts, dee has; then everyone.
+    let three = statements_for(&app, &admin, &nested(3)).await;
+    let all = statements_for(&app, &admin, &nested(7)).await;
+    assert_eq!(three.len(), all.len(), "{three:#?} {all:#?}");
+    assert!(all.len() <= 6, "{all:#?}");
+}
