@@ -139,6 +139,21 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL) to standard output
     PrintSchema,
+    /// Fill the database with deterministic demo data (users, posts, drafts, votes)
+    Seed {
+        /// How many users to create
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// How many posts to write, spread over the users
+        #[arg(long, default_value_t = 1000)]
+        posts: usize,
+        /// How many votes to cast
+        #[arg(long, default_value_t = 2000)]
+        votes: usize,
+        /// The same seed always makes the same data
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 /// A role, as given on the command line.
@@ -170,6 +185,15 @@ pub enum CliError {
     Failed(String),
 }
 
+impl From<crate::error::AppError> for CliError {
+    fn from(e: crate::error::AppError) -> Self {
+        match e {
+            crate::error::AppError::Internal(cause) => Self::Failed(chain(cause.as_ref())),
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::config::ConfigError> for CliError {
     fn from(e: crate::config::ConfigError) -> Self {
         Self::Start(e.into())
@@ -194,6 +218,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             role,
             password_stdin,
         } => create_user(&config, &email, &username, role.into(), password_stdin).await?,
+        Command::Seed {
+            users,
+            posts,
+            votes,
+            seed,
+        } => {
+            let plan = crate::seed::Plan {
+                users,
+                posts,
+                votes,
+                seed,
+            };
+            seed_database(&config, plan).await?
+        }
         Command::PrintSchema => unreachable!("handled above"),
     }
     Ok(())
@@ -243,17 +281,31 @@ async fn create_user(
             },
             role,
         )
-        .await
-        .map_err(|e| match e {
-            crate::error::AppError::Internal(cause) => CliError::Failed(chain(cause.as_ref())),
-            other => CliError::Failed(other.to_string()),
-        })?;
+        .await?;
     println!(
         "created {} {} <{}> with id {}",
         user.role.as_str(),
         user.username,
         user.email,
         user.id
+    );
+    app.db.close().await;
+    Ok(())
+}
+
+async fn seed_database(config: &Config, plan: crate::seed::Plan) -> Result<(), CliError> {
+    let app = app::App::start(config).await?;
+    let started = std::time::Instant::now();
+    let report = crate::seed::seed(&app.db, &app.auth.passwords, plan).await?;
+    println!(
+        "seeded {} users, {} posts ({} drafts) and {} votes in {:.1}s; every seeded user's \
+         password is {}",
+        report.users,
+        report.posts,
+        report.drafts,
+        report.votes,
+        started.elapsed().as_secs_f64(),
+        crate::seed::PASSWORD
     );
     app.db.close().await;
     Ok(())

@@ -16,4 +16,5 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod posts;
+pub mod seed;
 pub mod telemetry;

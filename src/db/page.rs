@@ -87,16 +87,6 @@ impl PageRequest {
     pub fn limit(&self) -> i64 {
         self.first as i64 + 1
     }
-
-    /// The cursor's time, for binding (NULL when starting at the top).
-    pub fn after_time(&self) -> Option<DateTime<Utc>> {
-        self.after.map(|c| c.created_at)
-    }
-
-    /// The cursor's id, for binding.
-    pub fn after_id(&self) -> Option<Uuid> {
-        self.after.map(|c| c.id)
-    }
 }
 
 /// One page of rows, newest first.
@@ -137,6 +127,15 @@ pub fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// `($1, $2, $3), ($4, $5, $6), …`: `rows` groups of `columns` placeholders, for
+/// multi-row INSERTs.
+pub fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(r * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +164,6 @@ mod tests {
     #[test]
     fn placeholders_are_numbered_from_start() {
         assert_eq!(placeholders(3, 3), "$3, $4, $5");
+        assert_eq!(value_rows(2, 2), "($1, $2), ($3, $4)");
     }
 }

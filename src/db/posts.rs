@@ -111,47 +111,53 @@ pub async fn delete(mut conn: impl AsConn, id: Uuid) -> Result<bool, sqlx::Error
 }
 
 /// A page of published posts, newest first, optionally by one author.
+///
+/// One static statement per shape (with or without an author, with or without a cursor)
+/// rather than `$n IS NULL OR …`: a prepared statement's generic plan cannot use an
+/// optional condition as an index bound, and would read through every row before the
+/// cursor, as OFFSET does.
 #[tracing::instrument(skip_all)]
 pub async fn published(
     mut conn: impl AsConn,
     author_id: Option<Uuid>,
     page: &PageRequest,
 ) -> Result<Page<PostRow>, sqlx::Error> {
-    // Two statements rather than one with `$1 IS NULL OR author_id = $1`, so that each
-    // uses the index that matches it.
-    let rows = match author_id {
-        None => sql!(&mut conn, |c| {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                post_columns!(),
-                " FROM posts WHERE published = $1 \
-                 AND ($2 IS NULL OR (created_at, id) < ($2, $3)) \
-                 ORDER BY created_at DESC, id DESC LIMIT $4"
-            ))
-            .bind(true)
-            .bind(page.after_time())
-            .bind(page.after_id())
-            .bind(page.limit())
-            .fetch_all(c)
-            .await
-        })?,
-        Some(author) => sql!(&mut conn, |c| {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                post_columns!(),
-                " FROM posts WHERE author_id = $1 AND published = $2 \
-                 AND ($3 IS NULL OR (created_at, id) < ($3, $4)) \
-                 ORDER BY created_at DESC, id DESC LIMIT $5"
-            ))
-            .bind(author)
-            .bind(true)
-            .bind(page.after_time())
-            .bind(page.after_id())
-            .bind(page.limit())
-            .fetch_all(c)
-            .await
-        })?,
+    let sql = match (author_id.is_some(), page.after.is_some()) {
+        (false, false) => concat!(
+            "SELECT ",
+            post_columns!(),
+            " FROM posts WHERE published = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+        ),
+        (false, true) => concat!(
+            "SELECT ",
+            post_columns!(),
+            " FROM posts WHERE published = $1 AND (created_at, id) < ($2, $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        ),
+        (true, false) => concat!(
+            "SELECT ",
+            post_columns!(),
+            " FROM posts WHERE author_id = $1 AND published = $2 \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        ),
+        (true, true) => concat!(
+            "SELECT ",
+            post_columns!(),
+            " FROM posts WHERE author_id = $1 AND published = $2 \
+             AND (created_at, id) < ($3, $4) ORDER BY created_at DESC, id DESC LIMIT $5"
+        ),
     };
+    let rows = sql!(&mut conn, |c| {
+        let mut q = sqlx::query_as(sql);
+        if let Some(author) = author_id {
+            q = q.bind(author);
+        }
+        q = q.bind(true);
+        if let Some(after) = page.after {
+            q = q.bind(after.created_at).bind(after.id);
+        }
+        q.bind(page.limit()).fetch_all(c).await
+    })?;
     Ok(Page::from_rows(rows, page))
 }
 
@@ -174,20 +180,25 @@ pub async fn by_authors(
              (PARTITION BY author_id ORDER BY created_at DESC, id DESC) AS rn \
            FROM posts \
            WHERE author_id IN ({authors}) \
-             AND (published = $1 OR author_id = $2 OR $3) \
-             AND ($4 IS NULL OR (created_at, id) < ($4, $5))\
-         ) ranked WHERE rn <= $6 ORDER BY author_id, created_at DESC, id DESC",
+             AND (published = $1 OR author_id = $2 OR $3){after}\
+         ) ranked WHERE rn <= $4 ORDER BY author_id, created_at DESC, id DESC",
         cols = post_columns!(),
-        authors = placeholders(7, authors.len()),
+        after = if page.after.is_some() {
+            " AND (created_at, id) < ($5, $6)"
+        } else {
+            ""
+        },
+        authors = placeholders(if page.after.is_some() { 7 } else { 5 }, authors.len()),
     );
     let rows: Vec<PostRow> = sql!(&mut conn, |c| {
         let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(true)
             .bind(viewer_id)
             .bind(viewer_is_admin)
-            .bind(page.after_time())
-            .bind(page.after_id())
             .bind(page.limit());
+        if let Some(after) = page.after {
+            q = q.bind(after.created_at).bind(after.id);
+        }
         for author in authors {
             q = q.bind(*author);
         }
@@ -202,4 +213,31 @@ pub async fn by_authors(
         .into_iter()
         .map(|(author, rows)| (author, Page::from_rows(rows, page)))
         .collect())
+}
+
+/// Inserts many posts with multi-row statements (for demo data).
+#[tracing::instrument(skip_all, fields(posts = rows.len()))]
+pub async fn insert_many(mut conn: impl AsConn, rows: &[PostRow]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO posts (id, author_id, title, body, published, created_at, updated_at) \
+             VALUES {}",
+            super::page::value_rows(chunk.len(), 7)
+        );
+        execute!(&mut conn, {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for p in chunk {
+                q = q
+                    .bind(p.id)
+                    .bind(p.author_id)
+                    .bind(&p.title)
+                    .bind(&p.body)
+                    .bind(p.published)
+                    .bind(p.created_at)
+                    .bind(p.updated_at);
+            }
+            q
+        })?;
+    }
+    Ok(())
 }

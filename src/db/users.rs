@@ -271,22 +271,34 @@ pub async fn list(
     page: &PageRequest,
 ) -> Result<Page<UserRow>, sqlx::Error> {
     let pattern = filter.search.as_deref().map(like_prefix);
-    let rows = sql!(&mut conn, |c| {
-        sqlx::query_as(concat!(
+    // With and without a cursor as two statements, so that the cursor is always an index
+    // bound (see `posts::published`).
+    let sql = if page.after.is_some() {
+        concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE ($1 IS NULL OR role = $1) \
              AND ($2 IS NULL OR username_key LIKE $2 ESCAPE '\\' OR email_key LIKE $2 ESCAPE '\\') \
-             AND ($3 IS NULL OR (created_at, id) < ($3, $4)) \
-             ORDER BY created_at DESC, id DESC LIMIT $5"
-        ))
-        .bind(filter.role.map(Role::as_str))
-        .bind(pattern.as_deref())
-        .bind(page.after_time())
-        .bind(page.after_id())
-        .bind(page.limit())
-        .fetch_all(c)
-        .await
+             AND (created_at, id) < ($4, $5) ORDER BY created_at DESC, id DESC LIMIT $3"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE ($1 IS NULL OR role = $1) \
+             AND ($2 IS NULL OR username_key LIKE $2 ESCAPE '\\' OR email_key LIKE $2 ESCAPE '\\') \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        )
+    };
+    let rows = sql!(&mut conn, |c| {
+        let mut q = sqlx::query_as(sql)
+            .bind(filter.role.map(Role::as_str))
+            .bind(pattern.as_deref())
+            .bind(page.limit());
+        if let Some(after) = page.after {
+            q = q.bind(after.created_at).bind(after.id);
+        }
+        q.fetch_all(c).await
     })?;
     Ok(Page::from_rows(rows, page))
 }
@@ -348,4 +360,34 @@ pub async fn lock_active_admins(mut conn: impl AsConn) -> Result<Vec<Uuid>, sqlx
         }
     };
     Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Inserts many users with multi-row statements (for demo data).
+#[tracing::instrument(skip_all, fields(users = rows.len()))]
+pub async fn insert_many(mut conn: impl AsConn, rows: &[UserRow]) -> Result<(), sqlx::Error> {
+    // 9 values a row, well under both engines' limits on bound values per statement.
+    for chunk in rows.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO users (id, username, username_key, email, email_key, password_hash, \
+             role, created_at, updated_at) VALUES {}",
+            super::page::value_rows(chunk.len(), 9)
+        );
+        execute!(&mut conn, {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for u in chunk {
+                q = q
+                    .bind(u.id)
+                    .bind(&u.username)
+                    .bind(u.username.to_ascii_lowercase())
+                    .bind(&u.email)
+                    .bind(u.email.to_lowercase())
+                    .bind(&u.password_hash)
+                    .bind(u.role.as_str())
+                    .bind(u.created_at)
+                    .bind(u.created_at);
+            }
+            q
+        })?;
+    }
+    Ok(())
 }

@@ -91,3 +91,26 @@ pub async fn voted(
     })?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
+
+/// Inserts many votes with multi-row statements (for demo data); duplicates are skipped.
+#[tracing::instrument(skip_all, fields(votes = rows.len()))]
+pub async fn insert_many(
+    mut conn: impl AsConn,
+    rows: &[(Uuid, Uuid, DateTime<Utc>)],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(2000) {
+        let sql = format!(
+            "INSERT INTO votes (post_id, user_id, created_at) VALUES {} \
+             ON CONFLICT (post_id, user_id) DO NOTHING",
+            super::page::value_rows(chunk.len(), 3)
+        );
+        execute!(&mut conn, {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for (post, user, at) in chunk {
+                q = q.bind(*post).bind(*user).bind(*at);
+            }
+            q
+        })?;
+    }
+    Ok(())
+}

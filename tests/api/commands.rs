@@ -6,7 +6,8 @@ use crate::helpers::{PASSWORD, TestDb, quire, quire_env, quire_in};
 
 crate::on_both_databases!(
     create_user_makes_an_admin,
-    migrate_revert_then_migrate_round_trips
+    migrate_revert_then_migrate_round_trips,
+    seeding_makes_the_same_realistic_data_every_time,
 );
 
 fn stdout(out: &std::process::Output) -> String {
@@ -256,4 +257,101 @@ fn schema_graphql_matches_print_schema() {
         stdout(&out) == checked_in,
         "schema.graphql is out of date: run `cargo run -- print-schema > schema.graphql`"
     );
+}
+
+async fn seeding_makes_the_same_realistic_data_every_time(db: TestDb) {
+    let args = [
+        "seed", "--users", "12", "--posts", "60", "--votes", "90", "--seed", "7",
+    ];
+    let out = quire(Some(&db.url), &args, "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.starts_with("seeded 12 users, 60 posts ("),
+        "{summary}"
+    );
+    assert!(summary.contains("and 90 votes"), "{summary}");
+
+    // The same seed twice on one database would duplicate every account: refused, untouched.
+    let again = quire(Some(&db.url), &args, "").await;
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("use another seed"),
+        "{}",
+        stderr(&again)
+    );
+
+    let app = db.spawn().await;
+    let feed =
+        "{ posts(first: 100) { edges { node { title body author { username } voteCount } } } }";
+    let seeded = app
+        .login(
+            &format!("{}@example.com", first_username(&app).await),
+            quire::seed::PASSWORD,
+        )
+        .await
+        .ok();
+    let token = seeded
+        .data("login.accessToken")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = app.gql(Some(&token), feed, json!({})).await.ok();
+    let edges = first.data("posts.edges").as_array().unwrap().clone();
+    let drafts: usize = summary
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(drafts > 0, "some posts are drafts: {summary}");
+    assert_eq!(
+        edges.len(),
+        60 - drafts,
+        "the feed holds the published ones"
+    );
+    let votes: i64 = edges
+        .iter()
+        .map(|e| e["node"]["voteCount"].as_i64().unwrap())
+        .sum();
+    assert!(votes > 0 && votes <= 90);
+
+    // A fresh database seeded alike holds the very same posts.
+    let twin = crate::helpers::fresh_like(&db).await;
+    let out = quire(Some(&twin.url), &args, "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let twin_app = twin.spawn().await;
+    let t = twin_app
+        .login(
+            &format!("{}@example.com", first_username(&twin_app).await),
+            quire::seed::PASSWORD,
+        )
+        .await
+        .ok();
+    let token = t.data("login.accessToken").as_str().unwrap().to_owned();
+    let second = twin_app.gql(Some(&token), feed, json!({})).await.ok();
+    assert_eq!(first.body, second.body);
+    twin.remove().await;
+}
+
+/// The username of the oldest seeded user, found through an administrator.
+async fn first_username(app: &crate::helpers::TestApp) -> String {
+    let admin = app.admin(&format!("root{}", rand_suffix())).await;
+    let res = app
+        .gql(
+            Some(&admin.access),
+            "{ users(first: 100, role: USER) { edges { node { username } } } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    let edges = res.data("users.edges").as_array().unwrap();
+    edges.last().unwrap()["node"]["username"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn rand_suffix() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32 % 100_000
 }

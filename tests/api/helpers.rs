@@ -119,6 +119,16 @@ fn with_database(server: &str, name: &str) -> String {
     url
 }
 
+/// Another fresh database on the same engine as `db`; the caller removes it.
+pub async fn fresh_like(db: &TestDb) -> TestDb {
+    let backend = if db.postgres.is_some() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    TestDb::create(backend).await.expect("a second database")
+}
+
 impl TestDb {
     async fn create(backend: Backend) -> Option<Self> {
         match backend {
@@ -151,7 +161,8 @@ impl TestDb {
         }
     }
 
-    async fn remove(&self) {
+    /// Drops the database (PostgreSQL; a SQLite file goes with its directory).
+    pub async fn remove(&self) {
         if let Some((server, name)) = &self.postgres
             && let Ok(mut conn) = PgConnection::connect(server).await
         {
