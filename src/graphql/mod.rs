@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod connection;
 pub mod context;
 pub mod error_codes;
+pub mod field_order;
 pub mod guards;
 pub mod loaders;
 pub mod posts;
@@ -33,6 +34,7 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .extension(error_codes::ErrorCodes)
+        .extension(field_order::FieldOrder)
 }
 
 /// Builds the schema with the services its resolvers use.

@@ -9,6 +9,7 @@ crate::on_both_databases!(
     internal_errors_show_only_a_request_id,
     health_and_readiness,
     graphiql_is_served_to_browsers,
+    responses_keep_the_order_of_the_query,
 );
 
 async fn every_graphql_error_has_a_code(db: TestDb) {
@@ -142,4 +143,54 @@ async fn graphiql_is_served_to_browsers(db: TestDb) {
     assert_eq!(res.status(), 405);
     assert_eq!(res.headers()["allow"], "POST");
     app.me(&t.access).await.ok();
+}
+
+async fn responses_keep_the_order_of_the_query(db: TestDb) {
+    let app = db.spawn().await;
+    let t = app.signed_up("ada").await;
+    for i in 0..3 {
+        app.post(&t.access, &format!("Post {i}"), true).await;
+    }
+    // Fields that finish at different times (loaders, the database) in an order of the
+    // client's choosing, with an alias and a fragment.
+    let query = "{ posts(first: 3) { pageInfo { hasNextPage } edges { node { ...Tail title } } } \
+        who: me { role username id } } \
+        fragment Tail on Post { viewerHasVoted voteCount author { username id } }";
+    let expected = [
+        "\"posts\"",
+        "\"pageInfo\"",
+        "\"hasNextPage\"",
+        "\"edges\"",
+        "\"node\"",
+        "\"viewerHasVoted\"",
+        "\"voteCount\"",
+        "\"author\"",
+        "\"username\"",
+        "\"id\"",
+        "\"title\"",
+        "\"who\"",
+        "\"role\"",
+        "\"username\"",
+        "\"id\"",
+    ];
+    for _ in 0..10 {
+        let text = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&t.access)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut at = 0;
+        for key in expected {
+            let found = text[at..]
+                .find(key)
+                .unwrap_or_else(|| panic!("{key} is out of order in {text}"));
+            at += found + key.len();
+        }
+    }
 }
