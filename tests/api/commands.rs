@@ -241,7 +241,7 @@ fn help_documents_every_setting_with_its_environment_variable() {
     ] {
         assert!(help.contains(&format!("env: {var}")), "--help lacks {var}");
     }
-    for command in ["serve", "migrate", "create-user", "print-schema"] {
+    for command in ["serve", "migrate", "create-user", "print-schema", "seed"] {
         assert!(help.contains(command), "--help lacks {command}");
     }
 }
