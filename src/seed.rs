@@ -116,6 +116,18 @@ fn pick<'a>(rng: &mut StdRng, words: &[&'a str]) -> &'a str {
     words.choose(rng).copied().unwrap_or_default()
 }
 
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit((n % 36) as u32, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
+
 /// Fills the database according to `plan`.
 #[tracing::instrument(skip_all, fields(users = plan.users, posts = plan.posts, votes = plan.votes, seed = plan.seed))]
 pub async fn seed(db: &Db, passwords: &Passwords, plan: Plan) -> AppResult<Report> {
@@ -132,12 +144,16 @@ pub async fn seed(db: &Db, passwords: &Passwords, plan: Plan) -> AppResult<Repor
 
     let users: Vec<UserRow> = (0..plan.users)
         .map(|i| {
-            let username = format!(
-                "{}_{}_{}_{i}",
-                pick(&mut rng, ADJECTIVES),
-                pick(&mut rng, NOUNS),
-                plan.seed % 1000
-            );
+            // Unique for every (index, seed): nouns end in letters, the index follows the
+            // noun and the seed (base 36) comes after the last underscore.
+            let adjective = pick(&mut rng, ADJECTIVES);
+            let noun = pick(&mut rng, NOUNS);
+            let tail = format!("{noun}{i}_{}", base36(plan.seed));
+            let username = if adjective.len() + 1 + tail.len() <= 32 {
+                format!("{adjective}_{tail}")
+            } else {
+                tail
+            };
             UserRow {
                 id: uuid(&mut rng),
                 email: format!("{username}@example.com"),
@@ -178,11 +194,13 @@ pub async fn seed(db: &Db, passwords: &Passwords, plan: Plan) -> AppResult<Repor
         })
         .collect();
 
-    let wanted = plan.votes.min(users.len() * posts.len());
+    // Votes go to published posts only, as through the API.
+    let published: Vec<&PostRow> = posts.iter().filter(|p| p.published).collect();
+    let wanted = plan.votes.min(users.len() * published.len());
     let mut cast = HashSet::with_capacity(wanted);
     let mut ballots = Vec::with_capacity(wanted);
     while ballots.len() < wanted {
-        let post = &posts[rng.gen_range(0..posts.len())];
+        let post = published[rng.gen_range(0..published.len())];
         let user = &users[rng.gen_range(0..users.len())];
         if cast.insert((post.id, user.id)) {
             ballots.push((post.id, user.id, post.created_at + Duration::hours(1)));

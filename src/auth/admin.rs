@@ -40,11 +40,18 @@ impl Auth {
     #[tracing::instrument(skip_all, fields(%id, role = role.as_str()))]
     pub async fn update_role(&self, id: Uuid, role: Role) -> AppResult<UserRow> {
         let mut tx = self.db.begin().await?;
+        // Lock the administrators before reading the target, so that the target's role
+        // is read after any change that was racing for the same rows.
+        let admins = if role == Role::Admin {
+            Vec::new()
+        } else {
+            users::lock_active_admins(&mut tx).await?
+        };
         let mut user = users::find_by_id(&mut tx, id)
             .await?
             .ok_or_else(no_such_user)?;
-        if user.role == Role::Admin && role != Role::Admin {
-            refuse_if_last_admin(&mut tx, &user).await?;
+        if role != Role::Admin {
+            refuse_if_last_admin(&admins, &user)?;
         }
         users::set_role(&mut tx, id, role, db::now()).await?;
         tx.commit().await?;
@@ -58,12 +65,11 @@ impl Auth {
     pub async fn deactivate(&self, id: Uuid) -> AppResult<UserRow> {
         let now = db::now();
         let mut tx = self.db.begin().await?;
+        let admins = users::lock_active_admins(&mut tx).await?;
         let mut user = users::find_by_id(&mut tx, id)
             .await?
             .ok_or_else(no_such_user)?;
-        if user.role == Role::Admin {
-            refuse_if_last_admin(&mut tx, &user).await?;
-        }
+        refuse_if_last_admin(&admins, &user)?;
         if user.deactivated_at.is_none() {
             users::set_deactivated(&mut tx, id, Some(now), now).await?;
             user.deactivated_at = Some(now);
@@ -90,10 +96,11 @@ impl Auth {
     }
 }
 
-/// CONFLICT when `user` is the only active administrator left.
-async fn refuse_if_last_admin(tx: &mut db::DbTx, user: &UserRow) -> AppResult<()> {
-    let admins = users::lock_active_admins(&mut *tx).await?;
-    if admins.len() <= 1 && admins.contains(&user.id) {
+/// CONFLICT when `user` is an active administrator and no other active administrator
+/// is among the locked `admins`.
+fn refuse_if_last_admin(admins: &[Uuid], user: &UserRow) -> AppResult<()> {
+    let is_active_admin = user.role == Role::Admin && user.is_active();
+    if is_active_admin && admins.iter().all(|a| *a == user.id) {
         return Err(AppError::Conflict {
             field: Some("id"),
             message: "this is the last active administrator; make another one first".to_owned(),

@@ -107,7 +107,18 @@ async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'stat
         return Ok(Err(ENDED));
     }
     if row.last_used_at < now - TOUCH_EVERY {
-        sessions::touch(&mut conn, row.session_id, now, now - TOUCH_EVERY).await?;
+        // Off the request's path: the caller does not wait for this write.
+        let db = auth.db.clone();
+        let session_id = row.session_id;
+        tokio::spawn(async move {
+            let touched = async {
+                let mut conn = db.acquire().await?;
+                sessions::touch(&mut conn, session_id, now, now - TOUCH_EVERY).await
+            };
+            if let Err(e) = touched.await {
+                tracing::warn!(%session_id, error = %e, "could not record session use");
+            }
+        });
     }
     Ok(Ok(Identity {
         user: row.user,

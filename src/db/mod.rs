@@ -259,6 +259,12 @@ pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(t)
 }
 
+/// Whether an error is a foreign-key violation (a row referring to one just deleted).
+pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
 /// Whether an error is a unique-constraint violation (a taken email, say).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     err.as_database_error()

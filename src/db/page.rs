@@ -40,6 +40,10 @@ impl Cursor {
             return None;
         }
         let micros: i64 = parts.next()?.parse().ok()?;
+        // Years 1 to 9999, which every engine can compare against.
+        if !(-62_135_596_800_000_000..=253_402_300_799_999_999).contains(&micros) {
+            return None;
+        }
         let id = Uuid::try_parse(parts.next()?).ok()?;
         Some(Self {
             created_at: DateTime::from_timestamp_micros(micros)?,
@@ -147,7 +151,15 @@ mod tests {
             id: Uuid::now_v7(),
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
-        for junk in ["", "abc", "djE6MTox", &URL_SAFE_NO_PAD.encode("v2:1:x")] {
+        let far =
+            URL_SAFE_NO_PAD.encode(format!("v1:-999999999999999999:{}", Uuid::nil().simple()));
+        for junk in [
+            "",
+            "abc",
+            "djE6MTox",
+            &URL_SAFE_NO_PAD.encode("v2:1:x"),
+            &far,
+        ] {
             assert_eq!(Cursor::decode(junk), None, "{junk}");
         }
     }

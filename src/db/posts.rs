@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::page::{Cursor, Keyed, Page, PageRequest, placeholders};
+use super::page::{Cursor, Keyed, Page, PageRequest};
 use crate::{db::AsConn, execute, sql};
 
 /// A row of `posts`.
@@ -84,21 +84,32 @@ pub async fn find(mut conn: impl AsConn, id: Uuid) -> Result<Option<PostRow>, sq
     })
 }
 
-/// Writes a post's title, body and published flag.
-#[tracing::instrument(skip_all, fields(post_id = %post.id))]
-pub async fn update(mut conn: impl AsConn, post: &PostRow) -> Result<(), sqlx::Error> {
-    execute!(
-        &mut conn,
-        sqlx::query(
-            "UPDATE posts SET title = $2, body = $3, published = $4, updated_at = $5 WHERE id = $1",
-        )
-        .bind(post.id)
-        .bind(&post.title)
-        .bind(&post.body)
-        .bind(post.published)
-        .bind(post.updated_at)
-    )?;
-    Ok(())
+/// Changes the given fields of a post in one statement (`None` leaves a field alone), so
+/// that concurrent edits of different fields do not undo each other. Returns the post as
+/// changed, or `None` when it no longer exists.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn update(
+    mut conn: impl AsConn,
+    id: Uuid,
+    title: Option<&str>,
+    body: Option<&str>,
+    published: Option<bool>,
+    now: DateTime<Utc>,
+) -> Result<Option<PostRow>, sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query_as(concat!(
+            "UPDATE posts SET title = COALESCE($2, title), body = COALESCE($3, body), \
+             published = COALESCE($4, published), updated_at = $5 WHERE id = $1 RETURNING ",
+            post_columns!()
+        ))
+        .bind(id)
+        .bind(title)
+        .bind(body)
+        .bind(published)
+        .bind(now)
+        .fetch_optional(c)
+        .await
+    })
 }
 
 /// Deletes a post (and, by cascade, its votes).
@@ -161,8 +172,12 @@ pub async fn published(
     Ok(Page::from_rows(rows, page))
 }
 
-/// One page of posts for each of several authors, in one statement: what `viewer` may
+/// One page of posts for each of several authors, in one statement: what the viewer may
 /// see of each author's posts (drafts too for the author themself and for admins).
+///
+/// Each author's page is its own index seek that stops after `limit` rows, so the cost
+/// does not grow with how many posts an author has written. That takes a lateral join on
+/// PostgreSQL and a union of limited subqueries on SQLite, which has no lateral joins.
 #[tracing::instrument(skip_all, fields(authors = authors.len()))]
 pub async fn by_authors(
     mut conn: impl AsConn,
@@ -174,36 +189,60 @@ pub async fn by_authors(
     if authors.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!(
-        "SELECT {cols} FROM (\
-           SELECT {cols}, ROW_NUMBER() OVER \
-             (PARTITION BY author_id ORDER BY created_at DESC, id DESC) AS rn \
-           FROM posts \
-           WHERE author_id IN ({authors}) \
-             AND (published = $1 OR author_id = $2 OR $3){after}\
-         ) ranked WHERE rn <= $4 ORDER BY author_id, created_at DESC, id DESC",
-        cols = post_columns!(),
-        after = if page.after.is_some() {
-            " AND (created_at, id) < ($5, $6)"
-        } else {
-            ""
-        },
-        authors = placeholders(if page.after.is_some() { 7 } else { 5 }, authors.len()),
-    );
-    let rows: Vec<PostRow> = sql!(&mut conn, |c| {
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(true)
-            .bind(viewer_id)
-            .bind(viewer_is_admin)
-            .bind(page.limit());
-        if let Some(after) = page.after {
-            q = q.bind(after.created_at).bind(after.id);
+    // $1 published, $2 viewer, $3 viewer is admin, $4 limit, then $5 and $6 the cursor.
+    let after = if page.after.is_some() {
+        " AND (created_at, id) < ($5, $6)"
+    } else {
+        ""
+    };
+    let first_author = if page.after.is_some() { 7 } else { 5 };
+    let rows: Vec<PostRow> = match conn.as_conn() {
+        super::ConnRef::Postgres(c) => {
+            let sql = format!(
+                "SELECT p.* FROM UNNEST(${first_author}::uuid[]) AS a (author_id) \
+                 CROSS JOIN LATERAL (SELECT {cols} FROM posts \
+                   WHERE posts.author_id = a.author_id \
+                     AND (published = $1 OR posts.author_id = $2 OR $3){after} \
+                   ORDER BY created_at DESC, id DESC LIMIT $4) p",
+                cols = post_columns!(),
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(true)
+                .bind(viewer_id)
+                .bind(viewer_is_admin)
+                .bind(page.limit());
+            if let Some(cursor) = page.after {
+                q = q.bind(cursor.created_at).bind(cursor.id);
+            }
+            q.bind(authors).fetch_all(c).await?
         }
-        for author in authors {
-            q = q.bind(*author);
+        super::ConnRef::Sqlite(c) => {
+            let sql = (0..authors.len())
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM (SELECT {cols} FROM posts WHERE author_id = ${n} \
+                         AND (published = $1 OR author_id = $2 OR $3){after} \
+                         ORDER BY created_at DESC, id DESC LIMIT $4)",
+                        cols = post_columns!(),
+                        n = first_author + i,
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(true)
+                .bind(viewer_id)
+                .bind(viewer_is_admin)
+                .bind(page.limit());
+            if let Some(cursor) = page.after {
+                q = q.bind(cursor.created_at).bind(cursor.id);
+            }
+            for author in authors {
+                q = q.bind(*author);
+            }
+            q.fetch_all(c).await?
         }
-        q.fetch_all(c).await
-    })?;
+    };
     let mut grouped: HashMap<Uuid, Vec<PostRow>> =
         authors.iter().map(|a| (*a, Vec::new())).collect();
     for row in rows {
@@ -211,7 +250,10 @@ pub async fn by_authors(
     }
     Ok(grouped
         .into_iter()
-        .map(|(author, rows)| (author, Page::from_rows(rows, page)))
+        .map(|(author, mut rows)| {
+            rows.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id)));
+            (author, Page::from_rows(rows, page))
+        })
         .collect())
 }
 

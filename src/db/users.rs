@@ -223,22 +223,37 @@ pub async fn set_password_hash(
 }
 
 /// Finds several users by id in one statement; unknown ids are absent.
+///
+/// PostgreSQL takes the ids as one array, so that a single prepared statement serves every
+/// batch size; SQLite, which has no arrays, gets a placeholder per id.
 #[tracing::instrument(skip_all, fields(ids = ids.len()))]
 pub async fn find_many(mut conn: impl AsConn, ids: &[Uuid]) -> Result<Vec<UserRow>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        concat!("SELECT ", user_columns!(), " FROM users WHERE id IN ({})"),
-        placeholders(1, ids.len())
-    );
-    sql!(&mut conn, |c| {
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-        for id in ids {
-            q = q.bind(*id);
+    match conn.as_conn() {
+        super::ConnRef::Postgres(c) => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE id = ANY($1)"
+            ))
+            .bind(ids)
+            .fetch_all(c)
+            .await
         }
-        q.fetch_all(c).await
-    })
+        super::ConnRef::Sqlite(c) => {
+            let sql = format!(
+                concat!("SELECT ", user_columns!(), " FROM users WHERE id IN ({})"),
+                placeholders(1, ids.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(c).await
+        }
+    }
 }
 
 /// Which users to list.

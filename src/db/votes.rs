@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::page::placeholders;
-use crate::{db::AsConn, execute, sql};
+use crate::{
+    db::{AsConn, ConnRef},
+    execute,
+};
 
 /// Records `user_id`'s vote for `post_id`; a second vote is a no-op.
 #[tracing::instrument(skip_all, fields(%post_id, %user_id))]
@@ -45,7 +48,8 @@ pub async fn remove(
     Ok(())
 }
 
-/// The number of votes of each post; posts without votes are absent.
+/// The number of votes of each post; posts without votes are absent. (IN lists as in
+/// [`crate::db::users::find_many`].)
 #[tracing::instrument(skip_all, fields(posts = posts.len()))]
 pub async fn counts(
     mut conn: impl AsConn,
@@ -54,17 +58,27 @@ pub async fn counts(
     if posts.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!(
-        "SELECT post_id, COUNT(*) FROM votes WHERE post_id IN ({}) GROUP BY post_id",
-        placeholders(1, posts.len())
-    );
-    let rows: Vec<(Uuid, i64)> = sql!(&mut conn, |c| {
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-        for id in posts {
-            q = q.bind(*id);
+    let rows: Vec<(Uuid, i64)> = match conn.as_conn() {
+        ConnRef::Postgres(c) => {
+            sqlx::query_as(
+                "SELECT post_id, COUNT(*) FROM votes WHERE post_id = ANY($1) GROUP BY post_id",
+            )
+            .bind(posts)
+            .fetch_all(c)
+            .await?
         }
-        q.fetch_all(c).await
-    })?;
+        ConnRef::Sqlite(c) => {
+            let sql = format!(
+                "SELECT post_id, COUNT(*) FROM votes WHERE post_id IN ({}) GROUP BY post_id",
+                placeholders(1, posts.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for id in posts {
+                q = q.bind(*id);
+            }
+            q.fetch_all(c).await?
+        }
+    };
     Ok(rows.into_iter().collect())
 }
 
@@ -78,17 +92,26 @@ pub async fn voted(
     if posts.is_empty() {
         return Ok(HashSet::new());
     }
-    let sql = format!(
-        "SELECT post_id FROM votes WHERE user_id = $1 AND post_id IN ({})",
-        placeholders(2, posts.len())
-    );
-    let rows: Vec<(Uuid,)> = sql!(&mut conn, |c| {
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user_id);
-        for id in posts {
-            q = q.bind(*id);
+    let rows: Vec<(Uuid,)> = match conn.as_conn() {
+        ConnRef::Postgres(c) => {
+            sqlx::query_as("SELECT post_id FROM votes WHERE user_id = $1 AND post_id = ANY($2)")
+                .bind(user_id)
+                .bind(posts)
+                .fetch_all(c)
+                .await?
         }
-        q.fetch_all(c).await
-    })?;
+        ConnRef::Sqlite(c) => {
+            let sql = format!(
+                "SELECT post_id FROM votes WHERE user_id = $1 AND post_id IN ({})",
+                placeholders(2, posts.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user_id);
+            for id in posts {
+                q = q.bind(*id);
+            }
+            q.fetch_all(c).await?
+        }
+    };
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 

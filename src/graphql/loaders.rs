@@ -5,8 +5,10 @@
 //! Batches are not left to a timer on another thread, which would fire whenever the
 //! runtime got to it and split a page's keys over several statements on a busy machine.
 //! Instead [`drive`] runs them inside the request's own task, and only once execution can
-//! go no further: by then every field that can ask for a key has asked, so each kind of
-//! key is loaded with one statement, as a JavaScript DataLoader batches per tick.
+//! go no further without them: by then every field that was ready to ask for a key has
+//! asked, so each kind of key is loaded with one statement, much as a JavaScript
+//! DataLoader batches per tick. (A field still waiting on something else, such as another
+//! query, asks later and joins a later batch.)
 
 use std::{
     collections::HashMap,
@@ -99,7 +101,11 @@ pub async fn drive<F: Future>(batches: Arc<Batches>, execution: F) -> F::Output 
         if let Poll::Ready(output) = execution.as_mut().poll(&mut Context::from_waker(&waker)) {
             return Poll::Ready(output);
         }
-        if !noting.woken.load(Ordering::Acquire) {
+        // Tokio defers the wake-up of a task that spent its cooperative budget until after
+        // the poll, so a spent budget counts as a voluntary yield too.
+        let yielded =
+            noting.woken.load(Ordering::Acquire) || !tokio::task::coop::has_budget_remaining();
+        if !yielded {
             // Execution waits: every key it can ask for now has been asked for.
             running.extend(batches.take());
         }

@@ -97,7 +97,7 @@ impl PostMutation {
         let new = NewPost {
             title: &input.title,
             body: &input.body,
-            published: input.published,
+            published: input.published.unwrap_or(true),
         };
         Ok(posts(ctx).create(who, new).await?.into())
     }

@@ -137,8 +137,8 @@ pub struct CreatePostInput {
     /// 1 to 50,000 characters; surrounding spaces are removed.
     pub body: String,
     /// False to keep the post as a draft.
-    #[graphql(default = true)]
-    pub published: bool,
+    #[graphql(default_with = "Some(true)")]
+    pub published: Option<bool>,
 }
 
 /// Changes to a post; fields left out stay as they are.

@@ -40,11 +40,18 @@ impl User {
         #[graphql(desc = "A cursor from a previous page.")] after: Option<String>,
     ) -> Result<Connection<PageCursor, Post>> {
         let page = PageRequest::new(first, after.as_deref())?;
-        let who = identity(ctx).await?;
+        // In the payload of a sign-in the request has no caller yet: the viewer is the
+        // user being signed in.
+        let (viewer, viewer_is_admin) = if self.shown_to_self {
+            (self.uuid, self.role == Role::Admin)
+        } else {
+            let who = identity(ctx).await?;
+            (who.user.id, who.user.role == users::Role::Admin)
+        };
         let key = AuthorPosts {
             author: self.uuid,
-            viewer: who.user.id,
-            viewer_is_admin: who.user.role == users::Role::Admin,
+            viewer,
+            viewer_is_admin,
             page,
         };
         let page = loader(ctx)

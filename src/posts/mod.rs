@@ -128,25 +128,31 @@ impl Posts {
         id: Uuid,
         changes: PostChanges<'_>,
     ) -> AppResult<PostRow> {
+        let title = changes
+            .title
+            .map(|t| text("title", t, MAX_TITLE))
+            .transpose()?;
+        let body = changes
+            .body
+            .map(|b| text("body", b, MAX_BODY))
+            .transpose()?;
         let mut conn = self.db.acquire().await?;
-        let mut post = self.visible(&mut conn, who, id).await?;
+        let post = self.visible(&mut conn, who, id).await?;
         if post.author_id != who.user.id {
             return Err(AppError::Forbidden(
                 "only the author may change a post".to_owned(),
             ));
         }
-        if let Some(title) = changes.title {
-            post.title = text("title", title, MAX_TITLE)?;
-        }
-        if let Some(body) = changes.body {
-            post.body = text("body", body, MAX_BODY)?;
-        }
-        if let Some(published) = changes.published {
-            post.published = published;
-        }
-        post.updated_at = db::now();
-        posts::update(&mut conn, &post).await?;
-        Ok(post)
+        posts::update(
+            &mut conn,
+            id,
+            title.as_deref(),
+            body.as_deref(),
+            changes.published,
+            db::now(),
+        )
+        .await?
+        .ok_or_else(not_found)
     }
 
     /// Deletes a post; its author or an administrator may.
@@ -169,8 +175,12 @@ impl Posts {
     pub async fn vote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
-        votes::add(&mut conn, id, who.user.id, db::now()).await?;
-        Ok(post)
+        match votes::add(&mut conn, id, who.user.id, db::now()).await {
+            Ok(()) => Ok(post),
+            // Deleted between the check and the vote.
+            Err(e) if db::is_foreign_key_violation(&e) => Err(not_found()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Withdraws a vote; withdrawing a vote never given is a no-op.

@@ -56,6 +56,24 @@ async fn register_then_login_then_me(db: TestDb) {
         .ok();
     assert_eq!(sessions.data("sessions").as_array().unwrap().len(), 2);
 
+    // The signed-in user's own fields, posts included, can be asked for in the payload.
+    let with_posts = app
+        .gql(
+            None,
+            "mutation { login(input: { email: \"ada@example.com\", password: \"correct horse battery staple\" }) { user { email posts { edges { node { id } } } } } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(with_posts.data("login.user.email"), "ada@example.com");
+    assert!(
+        with_posts
+            .data("login.user.posts.edges")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
     // Without a token there is no caller.
     let anonymous = app.gql(None, "{ me { id } }", json!({})).await;
     assert_eq!(anonymous.code(), "UNAUTHENTICATED");

@@ -89,40 +89,55 @@ async fn concurrent_demotions_never_remove_the_last_admin(db: TestDb) {
     let second = app.admin("second").await;
     let first_id = app.user_id(&first.access).await;
     let second_id = app.user_id(&second.access).await;
+    let ids = [first_id.as_str(), second_id.as_str()];
+    let tokens = [&first, &second];
 
-    // Each demotes the other at the same moment: one must lose.
-    let (a, b) = tokio::join!(
+    // Each demotes the other at the same moment, round after round: one must lose.
+    for round in 0..6 {
+        let (a, b) = tokio::join!(
+            app.gql(
+                Some(&first.access),
+                SET_ROLE,
+                json!({ "id": second_id, "role": "USER" })
+            ),
+            app.gql(
+                Some(&second.access),
+                SET_ROLE,
+                json!({ "id": first_id, "role": "USER" })
+            ),
+        );
+        let outcomes = [&a, &b].map(|r| r.body.get("errors").map(|_| r.code().to_owned()));
+        let winners: Vec<usize> = (0..2).filter(|i| outcomes[*i].is_none()).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one demotion succeeds: {outcomes:?}"
+        );
+        // The loser is refused by the last-admin rule (CONFLICT) or, when it arrives after
+        // the winner's change, by its guard, being a USER by then (FORBIDDEN).
+        let loser = 1 - winners[0];
+        assert!(
+            matches!(outcomes[loser].as_deref(), Some("CONFLICT" | "FORBIDDEN")),
+            "round {round}: {outcomes:?}"
+        );
+        let roles = [
+            app.me(&first.access).await.ok().data("me.role").clone(),
+            app.me(&second.access).await.ok().data("me.role").clone(),
+        ];
+        assert_eq!(
+            roles.iter().filter(|r| *r == "ADMIN").count(),
+            1,
+            "round {round}: {roles:?}"
+        );
+        // The winner promotes the loser back for the next round.
         app.gql(
-            Some(&first.access),
+            Some(&tokens[winners[0]].access),
             SET_ROLE,
-            json!({ "id": second_id, "role": "USER" })
-        ),
-        app.gql(
-            Some(&second.access),
-            SET_ROLE,
-            json!({ "id": first_id, "role": "USER" })
-        ),
-    );
-    let outcomes = [&a, &b].map(|r| r.body.get("errors").map(|_| r.code().to_owned()));
-    let succeeded = outcomes.iter().filter(|o| o.is_none()).count();
-    assert_eq!(succeeded, 1, "exactly one demotion succeeds: {outcomes:?}");
-    // The loser is refused by the last-admin rule (CONFLICT) or, when it arrives after
-    // the winner's change, by its guard, being a USER by then (FORBIDDEN).
-    assert!(
-        outcomes.contains(&Some("CONFLICT".to_owned()))
-            || outcomes.contains(&Some("FORBIDDEN".to_owned())),
-        "{outcomes:?}"
-    );
-
-    let roles = [
-        app.me(&first.access).await.ok().data("me.role").clone(),
-        app.me(&second.access).await.ok().data("me.role").clone(),
-    ];
-    assert_eq!(
-        roles.iter().filter(|r| *r == "ADMIN").count(),
-        1,
-        "{roles:?}"
-    );
+            json!({ "id": ids[1 - winners[0]], "role": "ADMIN" }),
+        )
+        .await
+        .ok();
+    }
 }
 
 async fn deactivation_cuts_off_live_tokens_and_sign_in(db: TestDb) {

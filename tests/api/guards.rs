@@ -6,6 +6,7 @@ use crate::helpers::{PASSWORD, TestDb};
 
 crate::on_both_databases!(
     anonymous_callers_may_only_register_login_and_refresh,
+    every_operation_for_every_role,
     users_are_forbidden_the_administrators_operations,
     administrators_may_administer,
     roles_are_read_afresh_on_every_request,
@@ -326,4 +327,77 @@ async fn roles_are_read_afresh_on_every_request(db: TestDb) {
         app.gql(Some(&bob.access), list, json!({})).await.code(),
         "FORBIDDEN"
     );
+}
+
+/// What a caller of one role sees from one operation.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Data,
+    Code(&'static str),
+}
+
+async fn every_operation_for_every_role(db: TestDb) {
+    use Outcome::{Code, Data};
+    let app = db.spawn().await;
+    let admin = app.admin("root").await;
+    let user = app.signed_up("ada").await;
+    let target = app.signed_up("bob").await;
+    let target_id = app.user_id(&target.access).await;
+    let user_post = app.post(&user.access, "Ada's post", true).await;
+    let admin_post = app.post(&admin.access, "Root's post", true).await;
+
+    // (operation, query, variables for USER, variables for ADMIN, USER sees, ADMIN sees)
+    // Each role acts on its own post, so ownership never decides the outcome here.
+    type Row = (&'static str, String, Value, Value, Outcome, Outcome);
+    let own = |p: &str| json!({ "id": p });
+    let rows: Vec<Row> = vec![
+        ("me", "{ me { id } }".into(), json!({}), json!({}), Data, Data),
+        ("sessions", "{ sessions { id } }".into(), json!({}), json!({}), Data, Data),
+        ("user", "query($id: ID!) { user(id: $id) { id } }".into(), own(&target_id), own(&target_id), Data, Data),
+        ("users", "{ users { edges { node { id } } } }".into(), json!({}), json!({}), Code("FORBIDDEN"), Data),
+        ("post", "query($id: ID!) { post(id: $id) { id } }".into(), own(&user_post), own(&admin_post), Data, Data),
+        ("posts", "{ posts { edges { node { id } } } }".into(), json!({}), json!({}), Data, Data),
+        ("createPost", "mutation { createPost(input: { title: \"t\", body: \"b\" }) { id } }".into(), json!({}), json!({}), Data, Data),
+        ("updatePost", "mutation($id: ID!) { updatePost(id: $id, input: { title: \"t2\" }) { id } }".into(), own(&user_post), own(&admin_post), Data, Data),
+        ("votePost", "mutation($id: ID!) { votePost(id: $id) { id } }".into(), own(&user_post), own(&admin_post), Data, Data),
+        ("unvotePost", "mutation($id: ID!) { unvotePost(id: $id) { id } }".into(), own(&user_post), own(&admin_post), Data, Data),
+        ("createUser", "mutation($e: String!, $u: String!) { createUser(input: { email: $e, username: $u, password: \"a long passphrase\" }) { id } }".into(),
+            json!({ "e": "u1@example.com", "u": "made_by_user" }), json!({ "e": "a1@example.com", "u": "made_by_admin" }), Code("FORBIDDEN"), Data),
+        ("updateUserRole", "mutation($id: ID!) { updateUserRole(id: $id, role: USER) { id } }".into(), own(&target_id), own(&target_id), Code("FORBIDDEN"), Data),
+        ("deactivateUser", "mutation($id: ID!) { deactivateUser(id: $id) { id } }".into(), own(&target_id), own(&target_id), Code("FORBIDDEN"), Data),
+        ("reactivateUser", "mutation($id: ID!) { reactivateUser(id: $id) { id } }".into(), own(&target_id), own(&target_id), Code("FORBIDDEN"), Data),
+        ("deletePost", "mutation($id: ID!) { deletePost(id: $id) }".into(), own(&user_post), own(&admin_post), Data, Data),
+        ("changePassword", "mutation { changePassword(currentPassword: \"correct horse battery staple\", newPassword: \"a brand new passphrase\") }".into(),
+            json!({}), json!({}), Data, Data),
+        ("revokeSession", "mutation($id: ID!) { revokeSession(id: $id) }".into(), json!({ "id": uuid::Uuid::new_v4().to_string() }), json!({ "id": uuid::Uuid::new_v4().to_string() }), Code("NOT_FOUND"), Code("NOT_FOUND")),
+        ("logoutAll", "mutation { logoutAll }".into(), json!({}), json!({}), Data, Data),
+    ];
+    for (name, query, user_vars, admin_vars, for_user, for_admin) in rows {
+        for (role, token, vars, expected) in [
+            ("USER", &user.access, user_vars, for_user),
+            ("ADMIN", &admin.access, admin_vars, for_admin),
+        ] {
+            let res = app.gql(Some(token), &query, vars).await;
+            let seen = match res.body.get("errors") {
+                None => Data,
+                Some(_) => Code(match res.code() {
+                    "FORBIDDEN" => "FORBIDDEN",
+                    "NOT_FOUND" => "NOT_FOUND",
+                    other => panic!("{name} as {role}: unexpected {other}: {}", res.body),
+                }),
+            };
+            assert_eq!(seen, expected, "{name} as {role}: {}", res.body);
+            if expected != Data {
+                assert!(res.body["data"].is_null(), "{name} as {role}");
+            }
+        }
+    }
+    // The refusals changed nothing: the USER's attempt made no account.
+    assert_eq!(
+        app.login("u1@example.com", "a long passphrase")
+            .await
+            .code(),
+        "UNAUTHENTICATED"
+    );
+    app.login("a1@example.com", "a long passphrase").await.ok();
 }
