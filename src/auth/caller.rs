@@ -1,4 +1,5 @@
-//! Who is calling: the bearer token of one request and, loaded lazily, their identity.
+//! Who is calling: the credentials of one request (an access token or an API key) and,
+//! loaded lazily, their identity.
 //!
 //! The identity is read from the database at most once per request, and only when a
 //! resolver asks for it, so `login` costs nothing extra while `me` sees logout, revocation
@@ -8,9 +9,12 @@ use chrono::Duration;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use super::{Auth, Claims};
+use super::{Auth, Claims, api_key::Scopes};
 use crate::{
-    db::{self, sessions, users::UserRow},
+    db::{
+        self, sessions,
+        users::{Role, UserRow},
+    },
     error::{AppError, AppResult},
 };
 
@@ -22,8 +26,42 @@ const TOUCH_EVERY: Duration = Duration::seconds(60);
 pub struct Identity {
     /// The caller's account, as read from the database for this request.
     pub user: UserRow,
-    /// The session the access token names, found live and unexpired.
-    pub session_id: Uuid,
+    /// What the caller proved themself with.
+    pub credential: Credential,
+}
+
+/// How a caller signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An access token of this live session.
+    Session(Uuid),
+    /// This API key, with these scopes.
+    ApiKey {
+        /// The key's id.
+        id: Uuid,
+        /// What the key may do.
+        scopes: Scopes,
+    },
+}
+
+impl Identity {
+    /// The caller's session, when they signed in with one rather than with an API key.
+    pub fn session_id(&self) -> Option<Uuid> {
+        match self.credential {
+            Credential::Session(id) => Some(id),
+            Credential::ApiKey { .. } => None,
+        }
+    }
+
+    /// Whether the caller may use administrators' powers now: an administrator signed in
+    /// with a session, or with a key that has the ADMIN scope.
+    pub fn acts_as_admin(&self) -> bool {
+        self.user.role == Role::Admin
+            && match self.credential {
+                Credential::Session(_) => true,
+                Credential::ApiKey { scopes, .. } => scopes.admin,
+            }
+    }
 }
 
 /// The credentials one request presented.
@@ -31,6 +69,7 @@ pub struct Identity {
 enum Credentials {
     None,
     Bearer(String),
+    ApiKey(String),
     /// An `Authorization` header that is not a bearer token.
     Malformed,
 }
@@ -43,15 +82,22 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// A caller from the value of the `Authorization` header, if any.
-    pub fn from_authorization(header: Option<&str>) -> Self {
-        let credentials = match header {
-            None => Credentials::None,
-            Some(value) => match value.trim().split_once(' ') {
+    /// A caller from the `Authorization` header (a bearer access token or API key) and
+    /// the `X-API-Key` header, if any.
+    pub fn from_headers(authorization: Option<&str>, api_key: Option<&str>) -> Self {
+        let credentials = match (authorization, api_key) {
+            (_, Some(key)) => Credentials::ApiKey(key.trim().to_owned()),
+            (None, None) => Credentials::None,
+            (Some(value), None) => match value.trim().split_once(' ') {
                 Some((scheme, token))
                     if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
                 {
-                    Credentials::Bearer(token.trim().to_owned())
+                    let token = token.trim().to_owned();
+                    if token.starts_with(super::api_key::SECRET_PREFIX) {
+                        Credentials::ApiKey(token)
+                    } else {
+                        Credentials::Bearer(token)
+                    }
                 }
                 _ => Credentials::Malformed,
             },
@@ -62,10 +108,18 @@ impl Caller {
         }
     }
 
+    /// Whether the request presented an API key.
+    pub fn presents_api_key(&self) -> bool {
+        matches!(self.credentials, Credentials::ApiKey(_))
+    }
+
     /// The verified claims of the access token, without consulting the database.
     pub fn claims(&self, auth: &Auth) -> AppResult<Claims> {
         match &self.credentials {
             Credentials::None => Err(AppError::Unauthenticated("authentication required")),
+            Credentials::ApiKey(_) => Err(AppError::Forbidden(
+                "this needs a signed-in session; API keys cannot do it".to_owned(),
+            )),
             Credentials::Malformed => Err(AppError::Unauthenticated(
                 "the Authorization header must be 'Bearer <access token>'",
             )),
@@ -75,17 +129,28 @@ impl Caller {
 
     /// The signed-in caller, or UNAUTHENTICATED.
     pub async fn identity(&self, auth: &Auth) -> AppResult<&Identity> {
-        let loaded = self
-            .identity
-            .get_or_try_init(|| async {
-                let claims = match self.claims(auth) {
-                    Ok(c) => c,
-                    Err(AppError::Unauthenticated(why)) => return Ok(Err(why)),
-                    Err(other) => return Err(other),
-                };
-                load(auth, &claims).await
-            })
-            .await?;
+        let loaded =
+            self.identity
+                .get_or_try_init(|| async {
+                    if let Credentials::ApiKey(secret) = &self.credentials {
+                        return Ok(auth.identify_api_key(secret).await?.map(|(user, key)| {
+                            Identity {
+                                user,
+                                credential: Credential::ApiKey {
+                                    id: key.id,
+                                    scopes: Scopes::from_text(&key.scopes),
+                                },
+                            }
+                        }));
+                    }
+                    let claims = match self.claims(auth) {
+                        Ok(c) => c,
+                        Err(AppError::Unauthenticated(why)) => return Ok(Err(why)),
+                        Err(other) => return Err(other),
+                    };
+                    load(auth, &claims).await
+                })
+                .await?;
         loaded
             .as_ref()
             .map_err(|why| AppError::Unauthenticated(why))
@@ -122,6 +187,6 @@ async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'stat
     }
     Ok(Ok(Identity {
         user: row.user,
-        session_id: row.session_id,
+        credential: Credential::Session(row.session_id),
     }))
 }

@@ -39,7 +39,7 @@ impl Auth {
         let ended = sessions::revoke_all(
             &mut tx,
             who.user.id,
-            Some(who.session_id),
+            who.session_id(),
             RevokeReason::PasswordChanged,
             now,
         )

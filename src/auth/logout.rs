@@ -16,6 +16,11 @@ impl Auth {
     /// Idempotent: ending an ended session succeeds.
     #[tracing::instrument(skip_all)]
     pub async fn logout(&self, caller: &Caller, refresh_token: Option<&str>) -> AppResult<bool> {
+        if caller.presents_api_key() {
+            return Err(AppError::Forbidden(
+                "this needs a signed-in session; API keys cannot do it".to_owned(),
+            ));
+        }
         let (session_id, user_id) = match refresh_token {
             Some(token) => {
                 let token = self

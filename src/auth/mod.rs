@@ -5,6 +5,7 @@
 
 pub mod access_token;
 pub mod admin;
+pub mod api_key;
 pub mod caller;
 pub mod change_password;
 pub mod login;
@@ -19,7 +20,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use access_token::{AccessTokens, Claims};
-pub use caller::{Caller, Identity};
+pub use caller::{Caller, Credential, Identity};
 pub use password::Passwords;
 pub use refresh_token::RefreshTokens;
 

@@ -7,6 +7,7 @@
 //! Timestamps are produced in Rust ([`now`]) with microsecond precision, the finest both
 //! engines store, so a value reads back exactly as it was written on either of them.
 
+pub mod api_keys;
 pub mod migrate;
 pub mod page;
 pub mod posts;

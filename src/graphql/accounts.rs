@@ -4,10 +4,16 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::{
     context::{auth, caller, client, identity, parse_id},
-    guards::SignedIn,
-    types::{AuthPayload, LoginInput, RegisterInput, Session, User},
+    guards::{CanWrite, SessionOnly, SignedIn},
+    types::{
+        ApiKey, AuthPayload, CreateApiKeyInput, CreateApiKeyPayload, LoginInput, RegisterInput,
+        Session, User, scopes_of,
+    },
 };
-use crate::{auth::register::NewAccount, error::AppError};
+use crate::{
+    auth::{api_key::NewKey, register::NewAccount},
+    error::AppError,
+};
 
 /// Queries about the caller's own account.
 #[derive(Default)]
@@ -21,6 +27,14 @@ impl AccountQuery {
         Ok(User::own(identity(ctx).await?.user.clone()))
     }
 
+    /// The caller's own API keys, newest first, revoked and expired ones included.
+    #[graphql(guard = "SignedIn")]
+    async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKey>> {
+        let who = identity(ctx).await?;
+        let keys = auth(ctx).api_keys(who).await?;
+        Ok(keys.into_iter().map(ApiKey::from).collect())
+    }
+
     /// The caller's active sessions, newest first.
     #[graphql(guard = "SignedIn")]
     async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<Session>> {
@@ -28,7 +42,7 @@ impl AccountQuery {
         let rows = auth(ctx).sessions(who).await?;
         Ok(rows
             .into_iter()
-            .map(|row| Session::new(row, who.session_id))
+            .map(|row| Session::new(row, who.session_id()))
             .collect())
     }
 }
@@ -79,7 +93,7 @@ impl AccountMutation {
     }
 
     /// Ends every session of the caller, this one included; returns how many ended.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "SessionOnly")]
     async fn logout_all(&self, ctx: &Context<'_>) -> Result<i32> {
         let who = identity(ctx).await?;
         let ended = auth(ctx).logout_all(who).await?;
@@ -87,15 +101,44 @@ impl AccountMutation {
     }
 
     /// Ends one of the caller's own sessions.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "SessionOnly")]
     async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;
         Ok(auth(ctx).revoke_session(who, id).await?)
     }
 
+    /// Creates an API key acting for the caller. Needs a signed-in session; the ADMIN
+    /// scope needs an administrator. The secret is in the payload, once.
+    #[graphql(guard = "SessionOnly")]
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> Result<CreateApiKeyPayload> {
+        let who = identity(ctx).await?;
+        let new = NewKey {
+            name: &input.name,
+            scopes: scopes_of(&input.scopes),
+            expires_at: input.expires_at,
+        };
+        let (key, secret) = auth(ctx).create_api_key(who, new).await?;
+        Ok(CreateApiKeyPayload {
+            api_key: key.into(),
+            secret,
+        })
+    }
+
+    /// Revokes one of the caller's API keys at once (an administrator: anyone's).
+    #[graphql(guard = "CanWrite")]
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ApiKey> {
+        let who = identity(ctx).await?;
+        let id = parse_id("id", &id)?;
+        Ok(auth(ctx).revoke_api_key(who, id).await?.into())
+    }
+
     /// Changes the caller's password and ends all their other sessions.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "SessionOnly")]
     async fn change_password(
         &self,
         ctx: &Context<'_>,

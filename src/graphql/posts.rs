@@ -5,7 +5,7 @@ use async_graphql::{ComplexObject, Context, ID, Object, Result, connection::Conn
 use super::{
     connection::{PageCursor, connection},
     context::{identity, loader, parse_id, posts},
-    guards::SignedIn,
+    guards::{CanWrite, SignedIn},
     loaders::{HasVoted, VoteCount},
     types::{CreatePostInput, Post, UpdatePostInput, User},
 };
@@ -91,7 +91,7 @@ pub struct PostMutation;
 #[Object]
 impl PostMutation {
     /// Writes a post, published unless `published` is false.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "CanWrite")]
     async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> Result<Post> {
         let who = identity(ctx).await?;
         let new = NewPost {
@@ -103,7 +103,7 @@ impl PostMutation {
     }
 
     /// Changes a post; only its author may.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "CanWrite")]
     async fn update_post(&self, ctx: &Context<'_>, id: ID, input: UpdatePostInput) -> Result<Post> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;
@@ -116,7 +116,7 @@ impl PostMutation {
     }
 
     /// Deletes a post; its author or an administrator may. Returns the post's id.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "CanWrite")]
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;
@@ -124,7 +124,7 @@ impl PostMutation {
     }
 
     /// Votes for a post. Voting again changes nothing.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "CanWrite")]
     async fn vote_post(&self, ctx: &Context<'_>, id: ID) -> Result<Post> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;
@@ -132,7 +132,7 @@ impl PostMutation {
     }
 
     /// Withdraws a vote. Withdrawing a vote never given changes nothing.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(guard = "CanWrite")]
     async fn unvote_post(&self, ctx: &Context<'_>, id: ID) -> Result<Post> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    auth::Authenticated,
-    db::{posts::PostRow, sessions::SessionRow, users},
+    auth::{Authenticated, api_key::Scopes},
+    db::{api_keys::ApiKeyRow, posts::PostRow, sessions::SessionRow, users},
 };
 
 /// What an account may do.
@@ -213,14 +213,14 @@ pub struct Session {
 
 impl Session {
     /// The API view of `row`; `current` tells whether it is `current_session`.
-    pub fn new(row: SessionRow, current_session: Uuid) -> Self {
+    pub fn new(row: SessionRow, current_session: Option<Uuid>) -> Self {
         Self {
             id: ID(row.id.to_string()),
             created_at: row.created_at,
             last_used_at: row.last_used_at,
             expires_at: row.expires_at,
             user_agent: row.user_agent,
-            current: row.id == current_session,
+            current: Some(row.id) == current_session,
         }
     }
 }
@@ -243,4 +243,94 @@ pub struct LoginInput {
     pub email: String,
     /// The account's password.
     pub password: String,
+}
+
+/// What an API key may do.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyScope {
+    /// Run queries.
+    Read,
+    /// Also change the owner's own data: posts and votes.
+    Write,
+    /// The administrators' operations, and only while the owner is an administrator.
+    Admin,
+}
+
+/// Scopes as a list for the API.
+fn scope_list(s: Scopes) -> Vec<ApiKeyScope> {
+    [
+        (s.read, ApiKeyScope::Read),
+        (s.write, ApiKeyScope::Write),
+        (s.admin, ApiKeyScope::Admin),
+    ]
+    .into_iter()
+    .filter_map(|(on, scope)| on.then_some(scope))
+    .collect()
+}
+
+/// Scopes from the API's list.
+pub fn scopes_of(list: &[ApiKeyScope]) -> Scopes {
+    Scopes {
+        read: list.contains(&ApiKeyScope::Read),
+        write: list.contains(&ApiKeyScope::Write),
+        admin: list.contains(&ApiKeyScope::Admin),
+    }
+}
+
+/// A long-lived credential for scripts and services, acting for its owner. Its secret is
+/// shown once, when it is created.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ApiKey {
+    /// The key's id, for `revokeApiKey`.
+    pub id: ID,
+    /// The owner's name for the key.
+    pub name: String,
+    /// The first characters of the secret, to tell keys apart.
+    pub prefix: String,
+    /// What the key may do.
+    pub scopes: Vec<ApiKeyScope>,
+    /// When the key was created.
+    pub created_at: DateTime<Utc>,
+    /// When the key was last used (to within a minute); null if never.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When the key stops working; null if never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the key was revoked; null while it is not.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            name: row.name,
+            prefix: row.prefix,
+            scopes: scope_list(Scopes::from_text(&row.scopes)),
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// A new API key and its secret.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct CreateApiKeyPayload {
+    /// The key.
+    pub api_key: ApiKey,
+    /// The secret to send as `Authorization: Bearer <secret>` or `X-API-Key: <secret>`.
+    /// It is shown this once and never again: keep it safe.
+    pub secret: String,
+}
+
+/// A new API key.
+#[derive(InputObject, Debug)]
+pub struct CreateApiKeyInput {
+    /// A name to recognise the key by: 1 to 100 characters.
+    pub name: String,
+    /// What the key may do; at least one scope. ADMIN needs an administrator.
+    pub scopes: Vec<ApiKeyScope>,
+    /// When the key stops working; never when left out.
+    pub expires_at: Option<DateTime<Utc>>,
 }

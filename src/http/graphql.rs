@@ -93,7 +93,10 @@ async fn execute(
     };
     let (loader, batches) = loaders::for_request(state.db.clone());
     let request = request
-        .data(Caller::from_authorization(authorization))
+        .data(Caller::from_headers(
+            authorization,
+            headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+        ))
         .data(client)
         .data(loader);
     let execution = loaders::drive(batches, state.schema.execute(request));

@@ -12,7 +12,6 @@ use crate::{
         self, Db,
         page::{Page, PageRequest},
         posts::{self, PostRow},
-        users::Role,
         votes,
     },
     error::{AppError, AppResult},
@@ -52,7 +51,7 @@ pub struct PostChanges<'a> {
 }
 
 fn is_admin(who: &Identity) -> bool {
-    who.user.role == Role::Admin
+    who.acts_as_admin()
 }
 
 fn not_found() -> AppError {

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestDb, quire};
+use crate::helpers::{PASSWORD, TestDb};
 
 crate::on_both_databases!(
     every_graphql_error_has_a_code,
@@ -64,14 +64,7 @@ async fn internal_errors_show_only_a_request_id(db: TestDb) {
     app.signed_up("ada").await;
 
     // Pull the tables out from under the running server.
-    for _ in 0..2 {
-        let out = quire(Some(&db.url), &["migrate", "--revert"], "").await;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    crate::commands::revert_all(&db.url).await;
 
     let res = app.register("bob@example.com", "bob", PASSWORD).await;
     assert_eq!(res.code(), "INTERNAL_SERVER_ERROR");
