@@ -5,8 +5,9 @@ mod helpers;
 
 mod accounts;
 mod admin;
+mod api_keys;
 mod batching;
-mod commands;
+pub mod commands;
 mod errors;
 mod guards;
 mod pagination;
