@@ -17,7 +17,7 @@ use crate::{
     db::{
         self,
         api_keys::{self, ApiKeyRow, NewApiKey},
-        users::{Role, UserRow},
+        users::UserRow,
     },
     error::{AppError, AppResult},
 };
@@ -159,7 +159,7 @@ impl Auth {
                 "give the key at least one scope",
             ));
         }
-        if new.scopes.admin && who.user.role != Role::Admin {
+        if new.scopes.admin && !who.acts_as_admin() {
             return Err(AppError::Forbidden(
                 "only administrators may create keys with the ADMIN scope".to_owned(),
             ));
@@ -256,7 +256,8 @@ impl Auth {
             // Off the request's path, and at most once a minute per key.
             let db = self.db.clone();
             let id = key.id;
-            tokio::spawn(async move {
+            // Still within the request's span, so that its logs name the request.
+            let task = async move {
                 let touched = async {
                     let mut conn = db.acquire().await?;
                     api_keys::touch(&mut conn, id, now, now - TOUCH_EVERY).await
@@ -264,7 +265,8 @@ impl Auth {
                 if let Err(e) = touched.await {
                     tracing::warn!(api_key_id = %id, error = %e, "could not record API key use");
                 }
-            });
+            };
+            tokio::spawn(tracing::Instrument::in_current_span(task));
         }
         Ok(Ok((user, key)))
     }

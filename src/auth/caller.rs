@@ -64,18 +64,19 @@ impl Identity {
     }
 }
 
-/// The credentials one request presented.
-#[derive(Debug)]
+/// The credentials one request presented. (No `Debug`: it holds secrets.)
 enum Credentials {
     None,
     Bearer(String),
     ApiKey(String),
-    /// An `Authorization` header that is not a bearer token.
+    /// An `Authorization` header that is not a bearer token, or an unreadable
+    /// `X-API-Key`.
     Malformed,
+    /// Both `Authorization` and `X-API-Key`: which one was meant is anyone's guess.
+    Both,
 }
 
-/// The caller of one request.
-#[derive(Debug)]
+/// The caller of one request. (No `Debug`: it holds the request's secret.)
 pub struct Caller {
     credentials: Credentials,
     identity: OnceCell<Result<Identity, &'static str>>,
@@ -83,10 +84,12 @@ pub struct Caller {
 
 impl Caller {
     /// A caller from the `Authorization` header (a bearer access token or API key) and
-    /// the `X-API-Key` header, if any.
+    /// the `X-API-Key` header, if any. A header that is not valid text is passed as `""`.
     pub fn from_headers(authorization: Option<&str>, api_key: Option<&str>) -> Self {
         let credentials = match (authorization, api_key) {
-            (_, Some(key)) => Credentials::ApiKey(key.trim().to_owned()),
+            (Some(_), Some(_)) => Credentials::Both,
+            (None, Some(key)) if key.trim().is_empty() => Credentials::Malformed,
+            (None, Some(key)) => Credentials::ApiKey(key.trim().to_owned()),
             (None, None) => Credentials::None,
             (Some(value), None) => match value.trim().split_once(' ') {
                 Some((scheme, token))
@@ -121,7 +124,10 @@ impl Caller {
                 "this needs a signed-in session; API keys cannot do it".to_owned(),
             )),
             Credentials::Malformed => Err(AppError::Unauthenticated(
-                "the Authorization header must be 'Bearer <access token>'",
+                "the Authorization header must be 'Bearer <token>', and X-API-Key a key",
+            )),
+            Credentials::Both => Err(AppError::Unauthenticated(
+                "send one credential: either Authorization or X-API-Key, not both",
             )),
             Credentials::Bearer(token) => auth.access_tokens.verify(token),
         }
@@ -175,7 +181,7 @@ async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'stat
         // Off the request's path: the caller does not wait for this write.
         let db = auth.db.clone();
         let session_id = row.session_id;
-        tokio::spawn(async move {
+        let task = async move {
             let touched = async {
                 let mut conn = db.acquire().await?;
                 sessions::touch(&mut conn, session_id, now, now - TOUCH_EVERY).await
@@ -183,7 +189,8 @@ async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'stat
             if let Err(e) = touched.await {
                 tracing::warn!(%session_id, error = %e, "could not record session use");
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(task));
     }
     Ok(Ok(Identity {
         user: row.user,

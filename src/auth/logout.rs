@@ -17,6 +17,8 @@ impl Auth {
     #[tracing::instrument(skip_all)]
     pub async fn logout(&self, caller: &Caller, refresh_token: Option<&str>) -> AppResult<bool> {
         if caller.presents_api_key() {
+            // A bad key is UNAUTHENTICATED; a good one may still not sign anyone out.
+            caller.identity(self).await?;
             return Err(AppError::Forbidden(
                 "this needs a signed-in session; API keys cannot do it".to_owned(),
             ));

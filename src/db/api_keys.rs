@@ -38,8 +38,9 @@ impl ApiKeyRow {
     }
 }
 
-/// A key together with its owner, as loaded for an incoming request.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A key together with its owner, as loaded for an incoming request. (No `Debug`: the
+/// owner's columns include the password hash.)
+#[derive(Clone, sqlx::FromRow)]
 pub struct ApiKeyUserRow {
     /// The key.
     #[sqlx(flatten)]
@@ -50,7 +51,7 @@ pub struct ApiKeyUserRow {
 }
 
 /// The owner's columns, renamed so as not to clash with the key's.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct KeyOwner {
     /// The owner's id.
     pub owner_id: Uuid,

@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::{
     context::{auth, caller, client, identity, parse_id},
-    guards::{CanWrite, SessionOnly, SignedIn},
+    guards::{CanWrite, RoleAtLeast, SessionOnly, SignedIn},
     types::{
         ApiKey, AuthPayload, CreateApiKeyInput, CreateApiKeyPayload, LoginInput, RegisterInput,
         Session, User, scopes_of,
@@ -12,6 +12,7 @@ use super::{
 };
 use crate::{
     auth::{api_key::NewKey, register::NewAccount},
+    db::users::Role,
     error::AppError,
 };
 
@@ -130,7 +131,7 @@ impl AccountMutation {
     }
 
     /// Revokes one of the caller's API keys at once (an administrator: anyone's).
-    #[graphql(guard = "CanWrite")]
+    #[graphql(guard = "RoleAtLeast(Role::Admin).or(CanWrite)")]
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ApiKey> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;

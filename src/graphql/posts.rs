@@ -5,12 +5,12 @@ use async_graphql::{ComplexObject, Context, ID, Object, Result, connection::Conn
 use super::{
     connection::{PageCursor, connection},
     context::{identity, loader, parse_id, posts},
-    guards::{CanWrite, SignedIn},
+    guards::{CanWrite, RoleAtLeast, SignedIn},
     loaders::{HasVoted, VoteCount},
     types::{CreatePostInput, Post, UpdatePostInput, User},
 };
 use crate::{
-    db::page::PageRequest,
+    db::{page::PageRequest, users::Role},
     error::AppError,
     posts::{NewPost, PostChanges},
 };
@@ -116,7 +116,7 @@ impl PostMutation {
     }
 
     /// Deletes a post; its author or an administrator may. Returns the post's id.
-    #[graphql(guard = "CanWrite")]
+    #[graphql(guard = "RoleAtLeast(Role::Admin).or(CanWrite)")]
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;

@@ -314,8 +314,8 @@ impl From<ApiKeyRow> for ApiKey {
     }
 }
 
-/// A new API key and its secret.
-#[derive(SimpleObject, Debug, Clone)]
+/// A new API key and its secret. (No `Debug`: it holds the secret.)
+#[derive(SimpleObject, Clone)]
 pub struct CreateApiKeyPayload {
     /// The key.
     pub api_key: ApiKey,

@@ -82,9 +82,10 @@ async fn execute(
     headers: &HeaderMap,
     request: async_graphql::Request,
 ) -> GraphQLResponse {
+    // An unreadable header still counts as sent, so that it is refused, not ignored.
     let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+        .map(|v| v.to_str().unwrap_or(""));
     let client = ClientInfo {
         user_agent: headers
             .get(header::USER_AGENT)
@@ -95,7 +96,7 @@ async fn execute(
     let request = request
         .data(Caller::from_headers(
             authorization,
-            headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+            headers.get("x-api-key").map(|v| v.to_str().unwrap_or("")),
         ))
         .data(client)
         .data(loader);

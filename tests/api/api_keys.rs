@@ -228,6 +228,25 @@ async fn keys_work_in_either_header_and_typos_cost_nothing(db: TestDb) {
         let request_id = res.headers["x-request-id"].to_str().unwrap();
         assert_eq!(statements::sent_by(request_id), Vec::<String>::new());
     }
+    // Both headers at once: refused rather than guessed at.
+    let both = app
+        .gql_with(
+            Some(&user.access),
+            &[("x-api-key", &secret)],
+            "{ me { username } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(both.code(), "UNAUTHENTICATED");
+    assert!(both.message().contains("not both"), "{}", both.message());
+    // A bad key is UNAUTHENTICATED everywhere, logout included.
+    assert_eq!(
+        app.gql(Some(&typo), "mutation { logout }", json!({}))
+            .await
+            .code(),
+        "UNAUTHENTICATED"
+    );
+
     // A well-formed key that does not exist is looked up once, and refused.
     let forged = quire::auth::api_key::generate_secret();
     let res = app
@@ -246,10 +265,10 @@ async fn expired_and_revoked_keys_stop_at_once(db: TestDb) {
     let me = "{ me { username } }";
     let revoke = "mutation($id: ID!) { revokeApiKey(id: $id) { id revokedAt } }";
 
-    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(4)).to_rfc3339();
     let (_, brief) = key(&app, &ada.access, &["READ"], Some(soon)).await;
     app.gql(Some(&brief), me, json!({})).await.ok();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert_eq!(
         app.gql(Some(&brief), me, json!({})).await.code(),
         "UNAUTHENTICATED"
@@ -377,6 +396,7 @@ async fn keys_follow_their_owner(db: TestDb) {
 }
 
 async fn last_use_is_recorded_about_once_a_minute(db: TestDb) {
+    statements::install();
     let app = db.spawn().await;
     let ada = app.signed_up("ada").await;
     let (_, secret) = key(&app, &ada.access, &["READ"], None).await;
@@ -387,9 +407,17 @@ async fn last_use_is_recorded_about_once_a_minute(db: TestDb) {
             .data("apiKeys")[0]["lastUsedAt"]
             .clone()
     };
+    let writes = |res: &Gql| {
+        let request_id = res.headers["x-request-id"].to_str().unwrap().to_owned();
+        statements::sent_by(&request_id)
+            .into_iter()
+            .filter(|s| s.starts_with("UPDATE api_keys"))
+            .count()
+    };
     assert!(last_used().await.is_null(), "never used yet");
 
-    app.gql(Some(&secret), "{ me { id } }", json!({}))
+    let first_use = app
+        .gql(Some(&secret), "{ me { id } }", json!({}))
         .await
         .ok();
     // Recorded off the request's path: it appears shortly after.
@@ -402,14 +430,21 @@ async fn last_use_is_recorded_about_once_a_minute(db: TestDb) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(first.is_string(), "lastUsedAt was recorded");
+    assert_eq!(writes(&first_use), 1, "the first use writes once");
 
-    // Used again within the minute: no new write.
+    // Used again within the minute: no write at all.
+    let mut again = Vec::new();
     for _ in 0..3 {
-        app.gql(Some(&secret), "{ me { id } }", json!({}))
-            .await
-            .ok();
+        again.push(
+            app.gql(Some(&secret), "{ me { id } }", json!({}))
+                .await
+                .ok(),
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    for res in &again {
+        assert_eq!(writes(res), 0, "a use within the minute writes nothing");
+    }
     assert_eq!(last_used().await, first);
 }
 
@@ -501,6 +536,17 @@ async fn the_secret_is_never_shown_again_nor_logged(db: TestDb) {
 
     let ok = send(secret.clone(), "{ me { username } }", json!({})).await;
     assert_eq!(ok["data"]["me"]["username"], "ada");
+    let via_header = client
+        .post(format!("http://{address}/graphql"))
+        .header("x-api-key", &secret)
+        .json(&json!({ "query": "{ me { username } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(via_header["data"]["me"]["username"], "ada");
     let listed = send(
         access.clone(),
         "{ apiKeys { id name prefix scopes createdAt lastUsedAt expiresAt revokedAt } }",
