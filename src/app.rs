@@ -51,6 +51,8 @@ pub enum StartError {
 /// A ready application: connected, migrated, with its services.
 #[derive(Clone)]
 pub struct App {
+    /// Bounds on requests.
+    pub limits: crate::config::Limits,
     /// The connection pool, shared with `auth` and closed when serving ends.
     pub db: Db,
     /// The authentication service the resolvers and the CLI call.
@@ -72,8 +74,13 @@ impl App {
             .warm_up()
             .await
             .map_err(|e| StartError::Passwords(e.to_string()))?;
-        let schema = graphql::schema(auth.clone(), Posts::new(db.clone()));
-        Ok(Self { db, auth, schema })
+        let schema = graphql::schema(auth.clone(), Posts::new(db.clone()), &config.limits);
+        Ok(Self {
+            limits: config.limits,
+            db,
+            auth,
+            schema,
+        })
     }
 
     /// The HTTP routes.
@@ -81,6 +88,7 @@ impl App {
         http::router(AppState {
             schema: self.schema.clone(),
             db: self.db.clone(),
+            limits: self.limits,
         })
     }
 

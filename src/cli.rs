@@ -91,6 +91,23 @@ pub struct SettingsArgs {
         global = true
     )]
     pub refresh_reuse_grace: String,
+    /// How deeply a query's selections may nest
+    #[arg(long, env = "QUIRE_MAX_DEPTH", default_value = defaults::MAX_DEPTH, global = true)]
+    pub max_depth: String,
+    /// The most a query may cost; a connection field costs its `first` times its selection
+    #[arg(
+        long,
+        env = "QUIRE_MAX_COMPLEXITY",
+        default_value = defaults::MAX_COMPLEXITY,
+        global = true
+    )]
+    pub max_complexity: String,
+    /// The most aliased fields in one operation
+    #[arg(long, env = "QUIRE_MAX_ALIASES", default_value = defaults::MAX_ALIASES, global = true)]
+    pub max_aliases: String,
+    /// The largest request body, e.g. 1MiB, 64KiB or 4096 (bytes)
+    #[arg(long, env = "QUIRE_MAX_BODY", default_value = defaults::MAX_BODY, global = true)]
+    pub max_body: String,
     /// Log filter, e.g. info, debug or quire=debug,info
     #[arg(long, env = "QUIRE_LOG", default_value = defaults::LOG, global = true)]
     pub log: String,
@@ -107,6 +124,10 @@ impl SettingsArgs {
             refresh_token_ttl: self.refresh_token_ttl.clone(),
             session_max_age: self.session_max_age.clone(),
             refresh_reuse_grace: self.refresh_reuse_grace.clone(),
+            max_depth: self.max_depth.clone(),
+            max_complexity: self.max_complexity.clone(),
+            max_aliases: self.max_aliases.clone(),
+            max_body: self.max_body.clone(),
         }
     }
 }

@@ -141,6 +141,8 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// Token and session lifetimes.
     pub auth: AuthConfig,
+    /// Bounds on requests.
+    pub limits: Limits,
 }
 
 /// The documented defaults, shared by the command line and the tests.
@@ -161,6 +163,29 @@ pub mod defaults {
     pub const REFRESH_REUSE_GRACE: &str = "10s";
     /// `QUIRE_LOG`: `info` and above, from every target.
     pub const LOG: &str = "info";
+    /// `QUIRE_MAX_DEPTH`.
+    pub const MAX_DEPTH: &str = "15";
+    /// `QUIRE_MAX_COMPLEXITY`.
+    pub const MAX_COMPLEXITY: &str = "2000";
+    /// `QUIRE_MAX_ALIASES`.
+    pub const MAX_ALIASES: &str = "15";
+    /// `QUIRE_MAX_BODY`.
+    pub const MAX_BODY: &str = "1MiB";
+}
+
+/// Bounds on what one request may ask for; a request beyond them is refused before
+/// anything runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How deeply selections may nest (`QUIRE_MAX_DEPTH`).
+    pub max_depth: usize,
+    /// The most an operation may cost, where a connection costs its `first` times its
+    /// selection (`QUIRE_MAX_COMPLEXITY`).
+    pub max_complexity: usize,
+    /// The most aliased fields in one operation (`QUIRE_MAX_ALIASES`).
+    pub max_aliases: usize,
+    /// The largest request body, in bytes (`QUIRE_MAX_BODY`).
+    pub max_body: usize,
 }
 
 /// The raw settings as strings, before validation.
@@ -183,6 +208,14 @@ pub struct Settings {
     pub session_max_age: String,
     /// `QUIRE_REFRESH_REUSE_GRACE`: a duration, possibly zero.
     pub refresh_reuse_grace: String,
+    /// `QUIRE_MAX_DEPTH`: a whole number above zero.
+    pub max_depth: String,
+    /// `QUIRE_MAX_COMPLEXITY`: a whole number above zero.
+    pub max_complexity: String,
+    /// `QUIRE_MAX_ALIASES`: a whole number.
+    pub max_aliases: String,
+    /// `QUIRE_MAX_BODY`: a size such as `1MiB`, `64KiB` or `4096`.
+    pub max_body: String,
 }
 
 impl fmt::Debug for Settings {
@@ -196,6 +229,10 @@ impl fmt::Debug for Settings {
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("session_max_age", &self.session_max_age)
             .field("refresh_reuse_grace", &self.refresh_reuse_grace)
+            .field("max_depth", &self.max_depth)
+            .field("max_complexity", &self.max_complexity)
+            .field("max_aliases", &self.max_aliases)
+            .field("max_body", &self.max_body)
             .finish()
     }
 }
@@ -211,6 +248,10 @@ impl Default for Settings {
             refresh_token_ttl: defaults::REFRESH_TOKEN_TTL.to_owned(),
             session_max_age: defaults::SESSION_MAX_AGE.to_owned(),
             refresh_reuse_grace: defaults::REFRESH_REUSE_GRACE.to_owned(),
+            max_depth: defaults::MAX_DEPTH.to_owned(),
+            max_complexity: defaults::MAX_COMPLEXITY.to_owned(),
+            max_aliases: defaults::MAX_ALIASES.to_owned(),
+            max_body: defaults::MAX_BODY.to_owned(),
         }
     }
 }
@@ -257,13 +298,56 @@ impl Config {
             session_max_age: positive("QUIRE_SESSION_MAX_AGE", &s.session_max_age)?,
             refresh_reuse_grace: duration("QUIRE_REFRESH_REUSE_GRACE", &s.refresh_reuse_grace)?,
         };
+        let limits = Limits {
+            max_depth: count("QUIRE_MAX_DEPTH", &s.max_depth, 1)?,
+            max_complexity: count("QUIRE_MAX_COMPLEXITY", &s.max_complexity, 1)?,
+            max_aliases: count("QUIRE_MAX_ALIASES", &s.max_aliases, 0)?,
+            max_body: size("QUIRE_MAX_BODY", &s.max_body)?,
+        };
         Ok(Self {
             database_url,
             listen,
             environment,
             jwt_secret,
             auth,
+            limits,
         })
+    }
+}
+
+fn count(setting: &'static str, value: &str, min: usize) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("'{value}' is not a whole number of at least {min}"),
+        )),
+    }
+}
+
+/// Parses sizes: a number of bytes, optionally followed by `KiB` or `MiB`.
+fn size(setting: &'static str, value: &str) -> Result<usize, ConfigError> {
+    let text = value.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        _ => 0,
+    };
+    match digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+    {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("'{value}' is not a size such as 1MiB, 64KiB or 4096"),
+        )),
     }
 }
 
@@ -358,6 +442,38 @@ mod tests {
             ..Settings::default()
         };
         assert!(Config::from_settings(&s).is_ok());
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let s = Settings {
+            max_body: "64KiB".into(),
+            ..Settings::default()
+        };
+        let limits = Config::from_settings(&s).unwrap().limits;
+        assert_eq!(limits.max_body, 65_536);
+        assert_eq!(limits.max_depth, 15);
+        assert_eq!(
+            Config::from_settings(&Settings::default())
+                .unwrap()
+                .limits
+                .max_body,
+            1_048_576
+        );
+        for (field, bad) in [
+            ("depth", "0"),
+            ("body", "1GB"),
+            ("body", "0"),
+            ("aliases", "-1"),
+        ] {
+            let mut s = Settings::default();
+            match field {
+                "depth" => s.max_depth = bad.into(),
+                "aliases" => s.max_aliases = bad.into(),
+                _ => s.max_body = bad.into(),
+            }
+            assert!(Config::from_settings(&s).is_err(), "{field}={bad}");
+        }
     }
 
     #[test]

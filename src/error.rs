@@ -7,7 +7,6 @@
 use std::fmt;
 
 use async_graphql::ErrorExtensions;
-use uuid::Uuid;
 
 /// Stable error codes, shown to clients as `extensions.code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,12 +130,12 @@ impl From<sqlx::migrate::MigrateError> for AppError {
 
 tokio::task_local! {
     /// The id of the HTTP request being served, for error messages and logs.
-    pub static REQUEST_ID: Uuid;
+    pub static REQUEST_ID: String;
 }
 
 /// The current request id, if this task is serving a request.
-pub fn current_request_id() -> Option<Uuid> {
-    REQUEST_ID.try_with(|id| *id).ok()
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(|id| id.clone()).ok()
 }
 
 /// Formats an error and all its sources on one line, skipping a source whose message
@@ -162,18 +161,18 @@ impl From<AppError> for async_graphql::Error {
             AppError::Internal(cause) => {
                 let request_id = current_request_id();
                 tracing::error!(
-                    request_id = request_id.map(|id| id.to_string()),
+                    request_id = request_id.as_deref(),
                     error = %chain(cause.as_ref()),
                     "internal error"
                 );
-                let message = match request_id {
+                let message = match &request_id {
                     Some(id) => format!("internal error (request id {id})"),
                     None => "internal error".to_owned(),
                 };
                 async_graphql::Error::new(message).extend_with(|_, e| {
                     e.set("code", code.as_str());
-                    if let Some(id) = request_id {
-                        e.set("requestId", id.to_string());
+                    if let Some(id) = &request_id {
+                        e.set("requestId", id.as_str());
                     }
                 })
             }

@@ -7,6 +7,7 @@ pub mod context;
 pub mod error_codes;
 pub mod field_order;
 pub mod guards;
+pub mod limits;
 pub mod loaders;
 pub mod posts;
 pub mod types;
@@ -14,7 +15,7 @@ pub mod users;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
-use crate::{auth::Auth, posts::Posts};
+use crate::{auth::Auth, config::Limits, posts::Posts};
 
 /// Read operations. Every query needs a signed-in caller.
 #[derive(MergedObject, Default)]
@@ -37,9 +38,15 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
         .extension(field_order::FieldOrder)
 }
 
-/// Builds the schema with the services its resolvers use.
-pub fn schema(auth: Auth, posts: Posts) -> AppSchema {
-    builder().data(auth).data(posts).finish()
+/// Builds the schema with the services its resolvers use and the limits on operations.
+pub fn schema(auth: Auth, posts: Posts, limits: &Limits) -> AppSchema {
+    builder()
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(limits::AliasLimit(limits.max_aliases))
+        .data(auth)
+        .data(posts)
+        .finish()
 }
 
 /// The schema in SDL, as checked in at `schema.graphql`.

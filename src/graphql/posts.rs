@@ -67,7 +67,10 @@ impl PostQuery {
     }
 
     /// Published posts, newest first.
-    #[graphql(guard = "SignedIn")]
+    #[graphql(
+        guard = "SignedIn",
+        complexity = "first.unwrap_or(20).max(0) as usize * child_complexity"
+    )]
     async fn posts(
         &self,
         ctx: &Context<'_>,

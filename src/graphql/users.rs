@@ -33,6 +33,7 @@ impl User {
 
     /// The user's posts, newest first: published ones, and drafts too when the viewer is
     /// this user or an administrator.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
     async fn posts(
         &self,
         ctx: &Context<'_>,
@@ -78,7 +79,10 @@ impl UserQuery {
     }
 
     /// All users, newest first (administrators only).
-    #[graphql(guard = "RoleAtLeast(users::Role::Admin)")]
+    #[graphql(
+        guard = "RoleAtLeast(users::Role::Admin)",
+        complexity = "first.unwrap_or(20).max(0) as usize * child_complexity"
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,

@@ -19,6 +19,14 @@ use crate::{
     graphql::loaders,
 };
 
+/// What the GraphiQL page may load: its own inline script and style, the GraphiQL and
+/// React bundles, and requests to this server only.
+const GRAPHIQL_CSP: &str = "default-src 'none'; \
+    script-src 'unsafe-inline' https://unpkg.com; \
+    style-src 'unsafe-inline' https://unpkg.com; \
+    img-src 'self' data: https://graphql.org; font-src https://unpkg.com data:; \
+    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /// Executes a GraphQL request sent as a POST body.
 pub async fn post(
     State(state): State<AppState>,
@@ -38,19 +46,21 @@ pub async fn post(
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let headers = request.headers().clone();
     if wants_html(&headers) {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .title("quire GraphiQL")
-                .finish(),
+        let page = GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("quire GraphiQL")
+            .finish();
+        return (
+            [(header::CONTENT_SECURITY_POLICY, GRAPHIQL_CSP)],
+            Html(page),
         )
-        .into_response();
+            .into_response();
     }
     let id = request
         .extensions()
         .get::<RequestId>()
-        .map(|r| r.0)
-        .unwrap_or_else(uuid::Uuid::new_v4);
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     match GraphQLRequest::<GraphQLRejection>::from_request(request, &state).await {
         Ok(request) => {
             let request = request.into_inner();
@@ -78,7 +88,7 @@ fn bad_request(rejection: GraphQLRejection) -> Response {
 
 async fn execute(
     state: &AppState,
-    request_id: uuid::Uuid,
+    request_id: String,
     headers: &HeaderMap,
     request: async_graphql::Request,
 ) -> GraphQLResponse {

@@ -1,28 +1,57 @@
-//! The HTTP host: routes, the GraphQL transport, health checks and request ids.
+//! The HTTP host: routes, the GraphQL transport, health checks, request ids, and the
+//! protections every request passes through.
 
 pub mod graphql;
 pub mod health;
+pub mod limits;
 pub mod request_id;
 
-use axum::{Router, middleware, routing::get};
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, StatusCode},
+    middleware,
+    routing::get,
+};
+use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
 
-use crate::{db::Db, graphql::AppSchema};
+use crate::{config::Limits, db::Db, graphql::AppSchema};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The GraphQL schema, with the authentication service in its data.
+    /// The GraphQL schema with its services.
     pub schema: AppSchema,
-    /// The connection pool, pinged by `/readyz`.
+    /// The database, for the readiness probe.
     pub db: Db,
+    /// Bounds on requests.
+    pub limits: Limits,
 }
 
 /// The application's routes; `main` and the tests serve the very same router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let max_body = state.limits.max_body;
+    let api = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .layer(middleware::from_fn(move |req, next| {
+            limits::bounded_body(max_body, req, next)
+        }))
+        .layer(middleware::from_fn(limits::json_posts_only));
+    Router::new()
+        .merge(api)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits::TIMEOUT,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("no-referrer"),
+        ))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -10,6 +10,7 @@ mod batching;
 pub mod commands;
 mod errors;
 mod guards;
+mod limits;
 mod pagination;
 mod posts;
 mod sessions;
