@@ -1,7 +1,10 @@
 //! Assembling the application from its configuration: database, migrations, signing key,
 //! services and routes.
 
-use std::{future::Future, net::SocketAddr};
+use std::{
+    future::{Future, IntoFuture},
+    net::SocketAddr,
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use tokio::net::TcpListener;
@@ -15,6 +18,9 @@ use crate::{
     http::{self, AppState},
     posts::Posts,
 };
+
+/// How long requests in flight may take to finish once the server is asked to stop.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why the server could not start; each reads as one line.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,8 @@ pub enum StartError {
 pub struct App {
     /// Bounds on requests.
     pub limits: crate::config::Limits,
+    /// Whether the GraphiQL page is served.
+    pub graphiql: bool,
     /// The connection pool, shared with `auth` and closed when serving ends.
     pub db: Db,
     /// The authentication service the resolvers and the CLI call.
@@ -74,9 +82,15 @@ impl App {
             .warm_up()
             .await
             .map_err(|e| StartError::Passwords(e.to_string()))?;
-        let schema = graphql::schema(auth.clone(), Posts::new(db.clone()), &config.limits);
+        let schema = graphql::schema(
+            auth.clone(),
+            Posts::new(db.clone()),
+            &config.limits,
+            &config.exposure,
+        );
         Ok(Self {
             limits: config.limits,
+            graphiql: config.exposure.graphiql,
             db,
             auth,
             schema,
@@ -89,6 +103,7 @@ impl App {
             schema: self.schema.clone(),
             db: self.db.clone(),
             limits: self.limits,
+            graphiql: self.graphiql,
         })
     }
 
@@ -99,13 +114,32 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let router = self.router();
-        axum::serve(
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| StartError::Serve(e.to_string()))?;
+        .with_graceful_shutdown(signal)
+        .into_future();
+        // Once asked to stop, requests in flight get a grace period, and no more.
+        let deadline = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = server => served.map_err(|e| StartError::Serve(e.to_string()))?,
+            () = deadline => tracing::warn!(
+                "requests still in flight after {} s; stopping anyway",
+                SHUTDOWN_GRACE.as_secs()
+            ),
+        }
         self.db.close().await;
         Ok(())
     }

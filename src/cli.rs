@@ -108,6 +108,17 @@ pub struct SettingsArgs {
     /// The largest request body, e.g. 1MiB, 64KiB or 4096 (bytes)
     #[arg(long, env = "QUIRE_MAX_BODY", default_value = defaults::MAX_BODY, global = true)]
     pub max_body: String,
+    /// Serve schema introspection and "did you mean" hints: true or false (default: true in
+    /// development, false in production)
+    #[arg(long, env = "QUIRE_INTROSPECTION", global = true)]
+    pub introspection: Option<String>,
+    /// Serve the GraphiQL page on GET /graphql: true or false (default: true in
+    /// development, false in production)
+    #[arg(long, env = "QUIRE_GRAPHIQL", global = true)]
+    pub graphiql: Option<String>,
+    /// Log format: text or json (default: text in development, json in production)
+    #[arg(long, env = "QUIRE_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
     /// Log filter, e.g. info, debug or quire=debug,info
     #[arg(long, env = "QUIRE_LOG", default_value = defaults::LOG, global = true)]
     pub log: String,
@@ -128,6 +139,9 @@ impl SettingsArgs {
             max_complexity: self.max_complexity.clone(),
             max_aliases: self.max_aliases.clone(),
             max_body: self.max_body.clone(),
+            introspection: self.introspection.clone(),
+            graphiql: self.graphiql.clone(),
+            log_format: self.log_format.clone(),
         }
     }
 }
@@ -229,7 +243,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         return Ok(());
     }
     let config = Config::from_settings(&cli.settings.settings())?;
-    telemetry::init(&cli.settings.log, config.environment)?;
+    telemetry::init(&cli.settings.log, config.exposure.json_logs)?;
     match command {
         Command::Serve => app::run(config).await?,
         Command::Migrate { revert } => migrate(&config, revert).await?,

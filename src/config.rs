@@ -143,6 +143,20 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Bounds on requests.
     pub limits: Limits,
+    /// What the server shows of itself.
+    pub exposure: Exposure,
+}
+
+/// What the server shows of itself: everything in development; in production only what
+/// is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exposure {
+    /// Schema introspection and "did you mean" suggestions (`QUIRE_INTROSPECTION`).
+    pub introspection: bool,
+    /// The GraphiQL page on `GET /graphql` (`QUIRE_GRAPHIQL`).
+    pub graphiql: bool,
+    /// JSON log lines rather than readable ones (`QUIRE_LOG_FORMAT`).
+    pub json_logs: bool,
 }
 
 /// The documented defaults, shared by the command line and the tests.
@@ -216,6 +230,12 @@ pub struct Settings {
     pub max_aliases: String,
     /// `QUIRE_MAX_BODY`: a size such as `1MiB`, `64KiB` or `4096`.
     pub max_body: String,
+    /// `QUIRE_INTROSPECTION`: true or false; unset follows `QUIRE_ENV`.
+    pub introspection: Option<String>,
+    /// `QUIRE_GRAPHIQL`: true or false; unset follows `QUIRE_ENV`.
+    pub graphiql: Option<String>,
+    /// `QUIRE_LOG_FORMAT`: text or json; unset follows `QUIRE_ENV`.
+    pub log_format: Option<String>,
 }
 
 impl fmt::Debug for Settings {
@@ -233,6 +253,9 @@ impl fmt::Debug for Settings {
             .field("max_complexity", &self.max_complexity)
             .field("max_aliases", &self.max_aliases)
             .field("max_body", &self.max_body)
+            .field("introspection", &self.introspection)
+            .field("graphiql", &self.graphiql)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -252,6 +275,9 @@ impl Default for Settings {
             max_complexity: defaults::MAX_COMPLEXITY.to_owned(),
             max_aliases: defaults::MAX_ALIASES.to_owned(),
             max_body: defaults::MAX_BODY.to_owned(),
+            introspection: None,
+            graphiql: None,
+            log_format: None,
         }
     }
 }
@@ -304,6 +330,31 @@ impl Config {
             max_aliases: count("QUIRE_MAX_ALIASES", &s.max_aliases, 0)?,
             max_body: size("QUIRE_MAX_BODY", &s.max_body)?,
         };
+        let development = environment == Environment::Development;
+        let exposure = Exposure {
+            introspection: flag(
+                "QUIRE_INTROSPECTION",
+                s.introspection.as_deref(),
+                development,
+            )?,
+            graphiql: flag("QUIRE_GRAPHIQL", s.graphiql.as_deref(), development)?,
+            json_logs: match s
+                .log_format
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("") => !development,
+                Some("json") => true,
+                Some("text") => false,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "QUIRE_LOG_FORMAT",
+                        format!("'{other}' is neither text nor json"),
+                    ));
+                }
+            },
+        };
         Ok(Self {
             database_url,
             listen,
@@ -311,7 +362,20 @@ impl Config {
             jwt_secret,
             auth,
             limits,
+            exposure,
         })
+    }
+}
+
+fn flag(setting: &'static str, value: Option<&str>, default: bool) -> Result<bool, ConfigError> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError::new(
+            setting,
+            format!("'{other}' is neither true nor false"),
+        )),
     }
 }
 
@@ -474,6 +538,26 @@ mod tests {
             }
             assert!(Config::from_settings(&s).is_err(), "{field}={bad}");
         }
+    }
+
+    #[test]
+    fn production_shows_only_what_it_is_asked_to() {
+        let dev = Config::from_settings(&Settings::default())
+            .unwrap()
+            .exposure;
+        assert!(dev.introspection && dev.graphiql && !dev.json_logs);
+        let mut s = Settings {
+            environment: "production".into(),
+            ..Settings::default()
+        };
+        let prod = Config::from_settings(&s).unwrap().exposure;
+        assert!(!prod.introspection && !prod.graphiql && prod.json_logs);
+        s.introspection = Some("true".into());
+        s.log_format = Some("text".into());
+        let asked = Config::from_settings(&s).unwrap().exposure;
+        assert!(asked.introspection && !asked.graphiql && !asked.json_logs);
+        s.graphiql = Some("maybe".into());
+        assert!(Config::from_settings(&s).is_err());
     }
 
     #[test]

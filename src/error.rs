@@ -21,6 +21,8 @@ pub enum Code {
     NotFound,
     /// `CONFLICT`: the request clashes with existing data, such as a taken email.
     Conflict,
+    /// `RATE_LIMITED`: too many attempts; `extensions.retryAfter` says when to retry.
+    RateLimited,
     /// `INTERNAL_SERVER_ERROR`: a fault in the server, whose details only the logs see.
     InternalServerError,
 }
@@ -34,6 +36,7 @@ impl Code {
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
+            Self::RateLimited => "RATE_LIMITED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -73,6 +76,14 @@ pub enum AppError {
         /// What the request conflicts with, for the user to read.
         message: String,
     },
+    /// Too many attempts; the client may try again after `retry_after` seconds.
+    #[error("{message}")]
+    RateLimited {
+        /// What was limited.
+        message: String,
+        /// Seconds until a retry may succeed.
+        retry_after: u64,
+    },
     /// Something went wrong inside the server; never shown to the client.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -111,6 +122,7 @@ impl AppError {
             Self::BadUserInput { .. } => Code::BadUserInput,
             Self::NotFound(_) => Code::NotFound,
             Self::Conflict { .. } => Code::Conflict,
+            Self::RateLimited { .. } => Code::RateLimited,
             Self::Internal(_) => Code::InternalServerError,
         }
     }
@@ -187,6 +199,13 @@ impl From<AppError> for async_graphql::Error {
             } => async_graphql::Error::new(message).extend_with(|_, e| {
                 e.set("code", code.as_str());
                 e.set("field", field);
+            }),
+            AppError::RateLimited {
+                message,
+                retry_after,
+            } => async_graphql::Error::new(message).extend_with(|_, e| {
+                e.set("code", code.as_str());
+                e.set("retryAfter", retry_after);
             }),
             other => async_graphql::Error::new(other.to_string())
                 .extend_with(|_, e| e.set("code", code.as_str())),

@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object, Result};
 
 use super::{
-    context::{auth, caller, client, identity, parse_id},
+    context::{auth, caller, client, identity, parse_id, spend_credential_attempt},
     guards::{CanWrite, RoleAtLeast, SessionOnly, SignedIn},
     types::{
         ApiKey, AuthPayload, CreateApiKeyInput, CreateApiKeyPayload, LoginInput, RegisterInput,
@@ -56,6 +56,7 @@ pub struct AccountMutation;
 impl AccountMutation {
     /// Creates an account and signs it in.
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
+        spend_credential_attempt(ctx)?;
         let account = NewAccount {
             email: &input.email,
             username: &input.username,
@@ -66,6 +67,7 @@ impl AccountMutation {
 
     /// Signs in with email and password, starting a new session.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload> {
+        spend_credential_attempt(ctx)?;
         Ok(auth(ctx)
             .login(&input.email, &input.password, client(ctx))
             .await?
@@ -80,6 +82,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         refresh_token: Option<String>,
     ) -> Result<AuthPayload> {
+        spend_credential_attempt(ctx)?;
         let token = refresh_token
             .ok_or_else(|| AppError::bad_input("refreshToken", "refreshToken is required"))?;
         Ok(auth(ctx).refresh(&token).await?.into())
@@ -117,6 +120,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: CreateApiKeyInput,
     ) -> Result<CreateApiKeyPayload> {
+        spend_credential_attempt(ctx)?;
         let who = identity(ctx).await?;
         let new = NewKey {
             name: &input.name,
@@ -146,6 +150,7 @@ impl AccountMutation {
         current_password: String,
         new_password: String,
     ) -> Result<bool> {
+        spend_credential_attempt(ctx)?;
         let who = identity(ctx).await?;
         Ok(auth(ctx)
             .change_password(who, &current_password, &new_password)

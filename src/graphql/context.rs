@@ -1,5 +1,10 @@
 //! Access to per-request data from resolvers.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
 use async_graphql::{Context, ID, dataloader::DataLoader};
 use uuid::Uuid;
 
@@ -44,4 +49,25 @@ pub async fn identity<'a>(ctx: &Context<'a>) -> AppResult<&'a Identity> {
 pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
     Uuid::parse_str(id)
         .map_err(|_| AppError::bad_input(field, format!("'{}' is not a valid id", id.as_str())))
+}
+
+/// The one credential operation (login, register, refresh, changePassword, createApiKey)
+/// an HTTP request may run, however many aliases or batch entries ask for more: one
+/// request can never try many passwords.
+#[derive(Clone, Default)]
+pub struct CredentialBudget(Arc<AtomicBool>);
+
+/// Spends the request's credential operation, or refuses a second one.
+pub fn spend_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
+    let spent = ctx
+        .data_opt::<CredentialBudget>()
+        .is_some_and(|budget| budget.0.swap(true, Ordering::SeqCst));
+    if spent {
+        return Err(AppError::RateLimited {
+            message: "one login, register, refresh, changePassword or createApiKey per request"
+                .to_owned(),
+            retry_after: 0,
+        });
+    }
+    Ok(())
 }

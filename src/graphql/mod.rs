@@ -15,7 +15,11 @@ pub mod users;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
-use crate::{auth::Auth, config::Limits, posts::Posts};
+use crate::{
+    auth::Auth,
+    config::{Exposure, Limits},
+    posts::Posts,
+};
 
 /// Read operations. Every query needs a signed-in caller.
 #[derive(MergedObject, Default)]
@@ -38,9 +42,14 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
         .extension(field_order::FieldOrder)
 }
 
-/// Builds the schema with the services its resolvers use and the limits on operations.
-pub fn schema(auth: Auth, posts: Posts, limits: &Limits) -> AppSchema {
-    builder()
+/// Builds the schema with the services its resolvers use, the limits on operations, and
+/// introspection and suggestions only where they are wanted.
+pub fn schema(auth: Auth, posts: Posts, limits: &Limits, exposure: &Exposure) -> AppSchema {
+    let mut builder = builder();
+    if !exposure.introspection {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .extension(limits::AliasLimit(limits.max_aliases))

@@ -16,7 +16,7 @@ use super::{AppState, request_id::RequestId};
 use crate::{
     auth::{Caller, ClientInfo},
     error::REQUEST_ID,
-    graphql::loaders,
+    graphql::{context::CredentialBudget, loaders},
 };
 
 /// What the GraphiQL page may load: its own inline script and style, the GraphiQL and
@@ -45,7 +45,7 @@ pub async fn post(
 /// Serves GraphiQL to browsers, and executes a GraphQL request sent in the URL otherwise.
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let headers = request.headers().clone();
-    if wants_html(&headers) {
+    if state.graphiql && wants_html(&headers) {
         let page = GraphiQLSource::build()
             .endpoint("/graphql")
             .title("quire GraphiQL")
@@ -109,7 +109,8 @@ async fn execute(
             headers.get("x-api-key").map(|v| v.to_str().unwrap_or("")),
         ))
         .data(client)
-        .data(loader);
+        .data(loader)
+        .data(CredentialBudget::default());
     let execution = loaders::drive(batches, state.schema.execute(request));
     REQUEST_ID.scope(request_id, execution).await.into()
 }

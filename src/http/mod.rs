@@ -25,6 +25,8 @@ pub struct AppState {
     pub db: Db,
     /// Bounds on requests.
     pub limits: Limits,
+    /// Whether `GET /graphql` serves GraphiQL to browsers.
+    pub graphiql: bool,
 }
 
 /// The application's routes; `main` and the tests serve the very same router.

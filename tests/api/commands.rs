@@ -172,6 +172,26 @@ fn bad_configuration_is_refused_in_one_line_naming_the_setting() {
             "QUIRE_LISTEN",
         ),
         (&["migrate"], &[("QUIRE_ENV", "staging")], "QUIRE_ENV"),
+        (
+            &["migrate"],
+            &[("QUIRE_MAX_DEPTH", "deep")],
+            "QUIRE_MAX_DEPTH",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_MAX_BODY", "lots")],
+            "QUIRE_MAX_BODY",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_INTROSPECTION", "maybe")],
+            "QUIRE_INTROSPECTION",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_LOG_FORMAT", "xml")],
+            "QUIRE_LOG_FORMAT",
+        ),
         (&["migrate"], &[("QUIRE_LOG", "info,[")], "QUIRE_LOG"),
     ];
     for (args, env, names) in cases {
@@ -237,6 +257,13 @@ fn help_documents_every_setting_with_its_environment_variable() {
         "QUIRE_SESSION_MAX_AGE",
         "QUIRE_REFRESH_REUSE_GRACE",
         "QUIRE_LOG",
+        "QUIRE_MAX_DEPTH",
+        "QUIRE_MAX_COMPLEXITY",
+        "QUIRE_MAX_ALIASES",
+        "QUIRE_MAX_BODY",
+        "QUIRE_INTROSPECTION",
+        "QUIRE_GRAPHIQL",
+        "QUIRE_LOG_FORMAT",
     ] {
         assert!(help.contains(&format!("env: {var}")), "--help lacks {var}");
     }

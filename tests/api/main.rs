@@ -11,6 +11,7 @@ pub mod commands;
 mod errors;
 mod guards;
 mod limits;
+mod operations;
 mod pagination;
 mod posts;
 mod sessions;

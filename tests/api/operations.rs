@@ -1,0 +1,183 @@
+//! Running in production: one password per request, what production hides, and stopping
+//! without dropping requests.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, TestDb};
+
+crate::on_both_databases!(
+    one_request_tries_at_most_one_password,
+    production_hides_introspection_and_graphiql,
+    shutdown_lets_a_request_in_flight_finish,
+);
+
+async fn one_request_tries_at_most_one_password(db: TestDb) {
+    // Aliases allowed well beyond 20, so that only the credential rule is at work.
+    let app = db.spawn_with(|s| s.max_aliases = "25".into()).await;
+    app.signed_up("ada").await;
+    let attempts: Vec<String> = (0..20)
+        .map(|i| {
+            // The right password is the eleventh guess.
+            let password = if i == 10 { PASSWORD.to_owned() } else { format!("guess number {i}") };
+            format!(
+                "a{i}: login(input: {{ email: \"ada@example.com\", password: \"{password}\" }}) {{ accessToken }}"
+            )
+        })
+        .collect();
+    let res = app
+        .gql(
+            None,
+            &format!("mutation {{ {} }}", attempts.join(" ")),
+            json!({}),
+        )
+        .await;
+    let errors = res.body["errors"].as_array().unwrap();
+    let code_of = |alias: &str| {
+        errors
+            .iter()
+            .find(|e| e["path"][0] == alias)
+            .map(|e| e["extensions"]["code"].as_str().unwrap().to_owned())
+    };
+    // The first guess is tried and fails; every other one, the right one included, is
+    // refused untried.
+    assert_eq!(code_of("a0").as_deref(), Some("UNAUTHENTICATED"));
+    for i in 1..20 {
+        let code = code_of(&format!("a{i}"));
+        assert_eq!(code.as_deref(), Some("RATE_LIMITED"), "a{i}: {}", res.body);
+    }
+    let limited = errors.iter().find(|e| e["path"][0] == "a10").unwrap();
+    assert_eq!(limited["extensions"]["retryAfter"], 0);
+    assert!(res.body["data"].is_null(), "no tokens were handed out");
+
+    // Register and login in one request: the second is refused too.
+    let res = app
+        .gql(
+            None,
+            "mutation { register(input: { email: \"bo@example.com\", username: \"bobo\", password: \"correct horse battery staple\" }) { accessToken } \
+             login(input: { email: \"ada@example.com\", password: \"correct horse battery staple\" }) { accessToken } }",
+            json!({}),
+        )
+        .await;
+    let login_error = res.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"][0] == "login")
+        .unwrap();
+    assert_eq!(login_error["extensions"]["code"], "RATE_LIMITED");
+    // One per request, not one ever: the next request signs in.
+    app.login("ada@example.com", PASSWORD).await.ok();
+}
+
+async fn production_hides_introspection_and_graphiql(db: TestDb) {
+    let introspect = "{ __schema { queryType { name } } }";
+
+    let dev = db.spawn().await;
+    let t = dev.signed_up("ada").await;
+    dev.gql(Some(&t.access), introspect, json!({})).await.ok();
+    let page = dev.get("/graphql", Some("text/html")).await;
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("graphiql")
+    );
+
+    let prod = db.spawn_with(|s| s.environment = "production".into()).await;
+    // The schema is not described: introspection fields answer null.
+    let res = prod.gql(Some(&t.access), introspect, json!({})).await;
+    assert!(res.body["data"]["__schema"].is_null(), "{}", res.body);
+    let res = prod
+        .gql(
+            Some(&t.access),
+            "{ __type(name: \"User\") { fields { name } } }",
+            json!({}),
+        )
+        .await;
+    assert!(res.body["data"]["__type"].is_null(), "{}", res.body);
+    let page = prod.get("/graphql", Some("text/html")).await;
+    let content_type = page.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(!content_type.starts_with("text/html"), "{content_type}");
+    assert!(
+        !page
+            .text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("graphiql")
+    );
+    // The API itself works as ever.
+    prod.me(&t.access).await.ok();
+
+    // Asked for, production shows them.
+    let open = db
+        .spawn_with(|s| {
+            s.environment = "production".into();
+            s.introspection = Some("true".into());
+            s.graphiql = Some("true".into());
+        })
+        .await;
+    open.gql(Some(&t.access), introspect, json!({})).await.ok();
+    assert_eq!(open.get("/graphql", Some("text/html")).await.status(), 200);
+}
+
+async fn shutdown_lets_a_request_in_flight_finish(db: TestDb) {
+    drop(db.spawn().await); // the schema exists before the server process starts
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quire"))
+            .env("DATABASE_URL", &url)
+            .env("QUIRE_LISTEN", "127.0.0.1:0")
+            .env("QUIRE_LOG", "info")
+            .env_remove("QUIRE_JWT_SECRET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("the server logs").unwrap();
+            if let Some(rest) = line.split("http://").nth(1) {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        // A request whose headers have arrived but whose body has not: in flight.
+        let body = json!({ "query": "{ __typename }" }).to_string();
+        let (first, rest) = body.split_at(5);
+        let mut stream = TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST /graphql HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        std::thread::sleep(Duration::from_millis(300));
+        stream.write_all(rest.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"__typename\":\"Query\""), "{response}");
+
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "a clean exit");
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(rest.iter().any(|l| l.contains("quire stopped")), "{rest:?}");
+    })
+    .await
+    .unwrap();
+}
