@@ -61,6 +61,8 @@ pub struct App {
     pub limits: crate::config::Limits,
     /// Whether the GraphiQL page is served.
     pub graphiql: bool,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: std::sync::Arc<Vec<std::net::IpAddr>>,
     /// The connection pool, shared with `auth` and closed when serving ends.
     pub db: Db,
     /// The authentication service the resolvers and the CLI call.
@@ -77,7 +79,7 @@ impl App {
             .await
             .map_err(|e| StartError::Migrate(chain(&e)))?;
         let secret = signing_secret(&db, config).await?;
-        let auth = Auth::new(db.clone(), &secret, config.auth.clone());
+        let auth = Auth::new(db.clone(), &secret, config.auth.clone(), config.throttle);
         auth.passwords
             .warm_up()
             .await
@@ -91,6 +93,7 @@ impl App {
         Ok(Self {
             limits: config.limits,
             graphiql: config.exposure.graphiql,
+            trusted_proxies: std::sync::Arc::new(config.trusted_proxies.clone()),
             db,
             auth,
             schema,
@@ -104,6 +107,7 @@ impl App {
             db: self.db.clone(),
             limits: self.limits,
             graphiql: self.graphiql,
+            trusted_proxies: self.trusted_proxies.clone(),
         })
     }
 

@@ -119,6 +119,28 @@ pub struct SettingsArgs {
     /// Log format: text or json (default: text in development, json in production)
     #[arg(long, env = "QUIRE_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// Brute-force protection: on or off
+    #[arg(long, env = "QUIRE_RATE_LIMIT", default_value = defaults::RATE_LIMIT, global = true)]
+    pub rate_limit: String,
+    /// Credential operations (login, register, refresh, …) allowed per minute per client IP
+    #[arg(
+        long,
+        env = "QUIRE_RATE_LIMIT_PER_MINUTE",
+        default_value = defaults::RATE_LIMIT_PER_MINUTE,
+        global = true
+    )]
+    pub rate_limit_per_minute: String,
+    /// How many of those may come at once
+    #[arg(
+        long,
+        env = "QUIRE_RATE_LIMIT_BURST",
+        default_value = defaults::RATE_LIMIT_BURST,
+        global = true
+    )]
+    pub rate_limit_burst: String,
+    /// Comma-separated IP addresses of reverse proxies whose X-Forwarded-For is believed
+    #[arg(long, env = "QUIRE_TRUSTED_PROXIES", default_value = "", global = true)]
+    pub trusted_proxies: String,
     /// Log filter, e.g. info, debug or quire=debug,info
     #[arg(long, env = "QUIRE_LOG", default_value = defaults::LOG, global = true)]
     pub log: String,
@@ -142,6 +164,10 @@ impl SettingsArgs {
             introspection: self.introspection.clone(),
             graphiql: self.graphiql.clone(),
             log_format: self.log_format.clone(),
+            rate_limit: self.rate_limit.clone(),
+            rate_limit_per_minute: self.rate_limit_per_minute.clone(),
+            rate_limit_burst: self.rate_limit_burst.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
         }
     }
 }

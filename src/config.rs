@@ -145,6 +145,10 @@ pub struct Config {
     pub limits: Limits,
     /// What the server shows of itself.
     pub exposure: Exposure,
+    /// Brute-force protection.
+    pub throttle: crate::auth::throttle::ThrottleConfig,
+    /// Proxies whose `X-Forwarded-For` is believed (`QUIRE_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// What the server shows of itself: everything in development; in production only what
@@ -185,6 +189,12 @@ pub mod defaults {
     pub const MAX_ALIASES: &str = "15";
     /// `QUIRE_MAX_BODY`.
     pub const MAX_BODY: &str = "1MiB";
+    /// `QUIRE_RATE_LIMIT`.
+    pub const RATE_LIMIT: &str = "on";
+    /// `QUIRE_RATE_LIMIT_PER_MINUTE`.
+    pub const RATE_LIMIT_PER_MINUTE: &str = "30";
+    /// `QUIRE_RATE_LIMIT_BURST`.
+    pub const RATE_LIMIT_BURST: &str = "10";
 }
 
 /// Bounds on what one request may ask for; a request beyond them is refused before
@@ -236,6 +246,14 @@ pub struct Settings {
     pub graphiql: Option<String>,
     /// `QUIRE_LOG_FORMAT`: text or json; unset follows `QUIRE_ENV`.
     pub log_format: Option<String>,
+    /// `QUIRE_RATE_LIMIT`: on or off.
+    pub rate_limit: String,
+    /// `QUIRE_RATE_LIMIT_PER_MINUTE`: credential operations a minute per IP.
+    pub rate_limit_per_minute: String,
+    /// `QUIRE_RATE_LIMIT_BURST`: how many of them at once.
+    pub rate_limit_burst: String,
+    /// `QUIRE_TRUSTED_PROXIES`: comma-separated IP addresses.
+    pub trusted_proxies: String,
 }
 
 impl fmt::Debug for Settings {
@@ -256,6 +274,10 @@ impl fmt::Debug for Settings {
             .field("introspection", &self.introspection)
             .field("graphiql", &self.graphiql)
             .field("log_format", &self.log_format)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -278,6 +300,10 @@ impl Default for Settings {
             introspection: None,
             graphiql: None,
             log_format: None,
+            rate_limit: defaults::RATE_LIMIT.to_owned(),
+            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE.to_owned(),
+            rate_limit_burst: defaults::RATE_LIMIT_BURST.to_owned(),
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -355,6 +381,25 @@ impl Config {
                 }
             },
         };
+        let throttle = crate::auth::throttle::ThrottleConfig {
+            enabled: flag("QUIRE_RATE_LIMIT", Some(&s.rate_limit), true)?,
+            per_minute: small_count("QUIRE_RATE_LIMIT_PER_MINUTE", &s.rate_limit_per_minute)?,
+            burst: small_count("QUIRE_RATE_LIMIT_BURST", &s.rate_limit_burst)?,
+        };
+        let trusted_proxies = s
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse().map_err(|_| {
+                    ConfigError::new(
+                        "QUIRE_TRUSTED_PROXIES",
+                        format!("'{p}' is not an IP address"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             database_url,
             listen,
@@ -363,6 +408,8 @@ impl Config {
             auth,
             limits,
             exposure,
+            throttle,
+            trusted_proxies,
         })
     }
 }
@@ -377,6 +424,11 @@ fn flag(setting: &'static str, value: Option<&str>, default: bool) -> Result<boo
             format!("'{other}' is neither true nor false"),
         )),
     }
+}
+
+fn small_count(setting: &'static str, value: &str) -> Result<u32, ConfigError> {
+    u32::try_from(count(setting, value, 1)?)
+        .map_err(|_| ConfigError::new(setting, format!("'{value}' is too large")))
 }
 
 fn count(setting: &'static str, value: &str, min: usize) -> Result<usize, ConfigError> {

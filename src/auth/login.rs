@@ -22,6 +22,23 @@ impl Auth {
         password: &str,
         client: &ClientInfo,
     ) -> AppResult<Authenticated> {
+        let email_key = email.trim().to_lowercase();
+        self.throttle.login_allowed(&email_key, client.ip)?;
+        let outcome = self.check_credentials(&email_key, password, client).await;
+        self.throttle.login_outcome(
+            &email_key,
+            client.ip,
+            !matches!(outcome, Err(AppError::Unauthenticated(_))),
+        );
+        outcome
+    }
+
+    async fn check_credentials(
+        &self,
+        email_key: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> AppResult<Authenticated> {
         if password.len() > MAX_PASSWORD_BYTES {
             // No account can have such a password. Refuse it before looking the email up,
             // after the same work as any other failure, so that neither the answer nor its
@@ -30,10 +47,9 @@ impl Auth {
             tracing::info!("login refused: password too long");
             return Err(AppError::Unauthenticated(LOGIN_FAILED));
         }
-        let email_key = email.trim().to_lowercase();
         let user = {
             let mut conn = self.db.acquire().await?;
-            users::find_by_email_key(&mut conn, &email_key).await?
+            users::find_by_email_key(&mut conn, email_key).await?
         };
         let Some(user) = user else {
             // Spend the same time as a real check, so timing does not tell either.

@@ -14,6 +14,7 @@ pub mod password;
 pub mod refresh;
 pub mod refresh_token;
 pub mod register;
+pub mod throttle;
 pub mod validate;
 
 use chrono::{DateTime, Utc};
@@ -45,6 +46,8 @@ pub struct Auth {
     pub refresh_tokens: RefreshTokens,
     /// Hashes and verifies passwords on the blocking thread pool.
     pub passwords: Passwords,
+    /// Brute-force protection.
+    pub throttle: throttle::Throttle,
     /// Token and session lifetimes.
     pub config: AuthConfig,
 }
@@ -52,6 +55,8 @@ pub struct Auth {
 /// What the client told us about itself, kept with its session.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
+    /// The client's address: the socket peer, or what a trusted proxy forwarded.
+    pub ip: Option<std::net::IpAddr>,
     /// The request's `User-Agent` header; a new session keeps its first 512 characters.
     pub user_agent: Option<String>,
 }
@@ -86,8 +91,14 @@ const MAX_USER_AGENT: usize = 512;
 impl Auth {
     /// Builds the service: access tokens are signed with `secret`, and the refresh-token
     /// keys are derived from it.
-    pub fn new(db: Db, secret: &Secret, config: AuthConfig) -> Self {
+    pub fn new(
+        db: Db,
+        secret: &Secret,
+        config: AuthConfig,
+        throttle: throttle::ThrottleConfig,
+    ) -> Self {
         Self {
+            throttle: throttle::Throttle::new(throttle),
             db,
             access_tokens: AccessTokens::new(secret, config.access_token_ttl),
             refresh_tokens: RefreshTokens::new(secret),

@@ -69,5 +69,5 @@ pub fn spend_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
             retry_after: 0,
         });
     }
-    Ok(())
+    auth(ctx).throttle.credential_attempt(client(ctx).ip)
 }

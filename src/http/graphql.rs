@@ -6,9 +6,11 @@ use async_graphql::{
     parser::types::{DocumentOperations, OperationType},
 };
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
+use std::net::{IpAddr, SocketAddr};
+
 use axum::{
-    extract::{FromRequest, Request, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{ConnectInfo, FromRequest, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 
@@ -31,13 +33,13 @@ const GRAPHIQL_CSP: &str = "default-src 'none'; \
 pub async fn post(
     State(state): State<AppState>,
     axum::Extension(RequestId(id)): axum::Extension<RequestId>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
+    let ip = client_ip(&state, peer.map(|p| (p.0).0), &headers);
     match request {
-        Ok(request) => execute(&state, id, &headers, request.into_inner())
-            .await
-            .into_response(),
+        Ok(request) => execute(&state, id, ip, &headers, request.into_inner()).await,
         Err(rejection) => bad_request(rejection),
     }
 }
@@ -45,6 +47,11 @@ pub async fn post(
 /// Serves GraphiQL to browsers, and executes a GraphQL request sent in the URL otherwise.
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let headers = request.headers().clone();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let ip = client_ip(&state, peer, &headers);
     if state.graphiql && wants_html(&headers) {
         let page = GraphiQLSource::build()
             .endpoint("/graphql")
@@ -67,7 +74,7 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
             if is_mutation(&request) {
                 return mutation_over_get();
             }
-            execute(&state, id, &headers, request).await.into_response()
+            execute(&state, id, ip, &headers, request).await
         }
         Err(rejection) => bad_request(rejection),
     }
@@ -89,14 +96,16 @@ fn bad_request(rejection: GraphQLRejection) -> Response {
 async fn execute(
     state: &AppState,
     request_id: String,
+    ip: Option<IpAddr>,
     headers: &HeaderMap,
     request: async_graphql::Request,
-) -> GraphQLResponse {
+) -> Response {
     // An unreadable header still counts as sent, so that it is refused, not ignored.
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
     let client = ClientInfo {
+        ip,
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -112,7 +121,58 @@ async fn execute(
         .data(loader)
         .data(CredentialBudget::default());
     let execution = loaders::drive(batches, state.schema.execute(request));
-    REQUEST_ID.scope(request_id, execution).await.into()
+    let response = REQUEST_ID.scope(request_id, execution).await;
+    let retry_after = refused_as_a_whole(&response);
+    let mut http = GraphQLResponse::from(response).into_response();
+    if let Some(seconds) = retry_after {
+        *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            http.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    http
+}
+
+/// When every error of a response without data is RATE_LIMITED, the request was refused
+/// as a whole: the longest wait it names, for `Retry-After`.
+fn refused_as_a_whole(response: &async_graphql::Response) -> Option<u64> {
+    if response.errors.is_empty() || !matches!(response.data, async_graphql::Value::Null) {
+        return None;
+    }
+    response.errors.iter().try_fold(0u64, |longest, e| {
+        let ext = e.extensions.as_ref()?;
+        match (ext.get("code"), ext.get("retryAfter")) {
+            (Some(async_graphql::Value::String(code)), Some(async_graphql::Value::Number(n)))
+                if code == "RATE_LIMITED" =>
+            {
+                Some(longest.max(n.as_u64().unwrap_or(0)))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// The client's address: the socket peer, unless that is a trusted proxy, in which case
+/// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
+fn client_ip(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = peer?.ip();
+    if !state.trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !state.trusted_proxies.contains(ip))
+            .unwrap_or(peer),
+    )
 }
 
 /// Whether the operation a request selects is a mutation. A request that does not parse

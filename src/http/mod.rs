@@ -27,6 +27,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Whether `GET /graphql` serves GraphiQL to browsers.
     pub graphiql: bool,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: std::sync::Arc<Vec<std::net::IpAddr>>,
 }
 
 /// The application's routes; `main` and the tests serve the very same router.

@@ -175,10 +175,13 @@ impl TestDb {
         }
     }
 
-    /// Settings for an application on this database, with the documented defaults.
+    /// Settings for an application on this database, with the documented defaults but
+    /// for brute-force protection, which is off unless a test turns it on: the stories
+    /// sign in far more often than any person would.
     pub fn settings(&self) -> Settings {
         Settings {
             database_url: self.url.clone(),
+            rate_limit: "off".into(),
             ..Settings::default()
         }
     }

@@ -15,4 +15,5 @@ mod operations;
 mod pagination;
 mod posts;
 mod sessions;
+mod throttle;
 mod tokens;

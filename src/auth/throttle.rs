@@ -1,0 +1,237 @@
+//! Brute-force protection, counted per attempt inside the resolvers.
+//!
+//! - Per client IP: credential operations (login, register, refresh, changePassword,
+//!   createApiKey) draw from a token bucket (by default 30 a minute, bursts of 10).
+//! - Per account and IP: after 5 consecutive failed logins, each further attempt must
+//!   wait 1 s, doubling with every failure, at most 15 minutes; a success resets it.
+//! - Per account: after 100 consecutive failures, logins to it pause for 15 minutes
+//!   (NIST SP 800-63B), whatever the IP.
+//!
+//! The counts live behind [`Limiter`], kept in memory by [`MemoryLimiter`]; instances
+//! sharing a database can share a store by implementing it.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::error::{AppError, AppResult};
+
+/// Consecutive failures from one IP to one account before back-off starts.
+const BACKOFF_AFTER: u32 = 5;
+/// The first wait, doubled with each further failure.
+const BACKOFF_START: Duration = Duration::from_secs(1);
+/// The longest wait.
+const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+/// Consecutive failures to one account, from anywhere, before it pauses.
+const LOCK_AFTER: u32 = 100;
+/// How long such a pause lasts.
+const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// Where attempts are counted.
+pub trait Limiter: Send + Sync {
+    /// Takes one token from the bucket `key` (refilled at `per_minute`, holding at most
+    /// `burst`); `Err` holds how long until one is available.
+    fn take(&self, key: &str, per_minute: u32, burst: u32) -> Result<(), Duration>;
+    /// The consecutive failures recorded for `key`, and when the last one was.
+    fn failures(&self, key: &str) -> (u32, Option<Instant>);
+    /// Records a failure for `key`.
+    fn fail(&self, key: &str);
+    /// Forgets the failures of `key`.
+    fn reset(&self, key: &str);
+}
+
+/// Counts kept in this process.
+#[derive(Default)]
+pub struct MemoryLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl Limiter for MemoryLimiter {
+    fn take(&self, key: &str, per_minute: u32, burst: u32) -> Result<(), Duration> {
+        let now = Instant::now();
+        let rate = f64::from(per_minute.max(1)) / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = buckets
+            .entry(key.to_owned())
+            .or_insert((f64::from(burst), now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(f64::from(burst));
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / rate))
+        }
+    }
+
+    fn failures(&self, key: &str) -> (u32, Option<Instant>) {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures
+            .get(key)
+            .map_or((0, None), |(n, at)| (*n, Some(*at)))
+    }
+
+    fn fail(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = failures
+            .entry(key.to_owned())
+            .or_insert((0, Instant::now()));
+        entry.0 += 1;
+        entry.1 = Instant::now();
+    }
+
+    fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// How hard to limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Off: nothing is limited (`QUIRE_RATE_LIMIT=off`).
+    pub enabled: bool,
+    /// Credential operations per minute per IP (`QUIRE_RATE_LIMIT_PER_MINUTE`).
+    pub per_minute: u32,
+    /// How many may come at once (`QUIRE_RATE_LIMIT_BURST`).
+    pub burst: u32,
+}
+
+/// The brute-force protection service.
+#[derive(Clone)]
+pub struct Throttle {
+    limiter: Arc<dyn Limiter>,
+    config: ThrottleConfig,
+}
+
+fn limited(what: &str, wait: Duration) -> AppError {
+    let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    tracing::info!(what, retry_after, "rate limited");
+    AppError::RateLimited {
+        message: format!("too many {what}; try again in {retry_after} s"),
+        retry_after: retry_after.max(1),
+    }
+}
+
+impl Throttle {
+    /// A throttle counting in memory.
+    pub fn new(config: ThrottleConfig) -> Self {
+        Self {
+            limiter: Arc::new(MemoryLimiter::default()),
+            config,
+        }
+    }
+
+    /// Spends one of the IP's credential operations, or refuses.
+    pub fn credential_attempt(&self, ip: Option<IpAddr>) -> AppResult<()> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let key = format!(
+            "ip:{}",
+            ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        );
+        self.limiter
+            .take(&key, self.config.per_minute, self.config.burst)
+            .map_err(|wait| limited("attempts from this address", wait))
+    }
+
+    /// Refuses a login to `account` from `ip` while it must wait.
+    pub fn login_allowed(&self, account: &str, ip: Option<IpAddr>) -> AppResult<()> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let (n, last) = self.limiter.failures(&pair(account, ip));
+        if n >= BACKOFF_AFTER
+            && let Some(last) = last
+        {
+            let doublings = (n - BACKOFF_AFTER).min(20);
+            let wait = (BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX);
+            if let Some(left) = wait.checked_sub(last.elapsed()).filter(|d| !d.is_zero()) {
+                return Err(limited("failed sign-ins", left));
+            }
+        }
+        let (n, last) = self.limiter.failures(&format!("account:{account}"));
+        if n >= LOCK_AFTER
+            && let Some(left) = last
+                .and_then(|last| LOCK_FOR.checked_sub(last.elapsed()))
+                .filter(|d| !d.is_zero())
+        {
+            return Err(limited("failed sign-ins to this account", left));
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of a login to `account` from `ip`.
+    pub fn login_outcome(&self, account: &str, ip: Option<IpAddr>, succeeded: bool) {
+        if !self.config.enabled {
+            return;
+        }
+        let pair = pair(account, ip);
+        let whole = format!("account:{account}");
+        if succeeded {
+            self.limiter.reset(&pair);
+            self.limiter.reset(&whole);
+        } else {
+            self.limiter.fail(&pair);
+            self.limiter.fail(&whole);
+        }
+    }
+}
+
+fn pair(account: &str, ip: Option<IpAddr>) -> String {
+    format!(
+        "pair:{account}:{}",
+        ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_hold_a_burst_then_refill() {
+        let l = MemoryLimiter::default();
+        for _ in 0..3 {
+            assert!(l.take("k", 60, 3).is_ok());
+        }
+        let wait = l.take("k", 60, 3).unwrap_err();
+        assert!(
+            wait <= Duration::from_secs(1) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
+        assert!(l.take("other", 60, 3).is_ok(), "keys are separate");
+    }
+
+    #[test]
+    fn backoff_starts_after_five_failures_and_success_resets_it() {
+        let t = Throttle::new(ThrottleConfig {
+            enabled: true,
+            per_minute: 30,
+            burst: 10,
+        });
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        for _ in 0..5 {
+            assert!(t.login_allowed("a@example.com", ip).is_ok());
+            t.login_outcome("a@example.com", ip, false);
+        }
+        let err = t.login_allowed("a@example.com", ip).unwrap_err();
+        assert!(
+            matches!(err, AppError::RateLimited { retry_after: 1, .. }),
+            "{err:?}"
+        );
+        assert!(
+            t.login_allowed("a@example.com", Some(IpAddr::from([10, 0, 0, 2])))
+                .is_ok()
+        );
+        t.login_outcome("a@example.com", ip, true);
+        assert!(t.login_allowed("a@example.com", ip).is_ok());
+    }
+}

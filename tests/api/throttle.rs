@@ -1,0 +1,189 @@
+//! Brute-force protection: per client address, per account and address, and what
+//! proxies may claim.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{Gql, PASSWORD, TestApp, TestDb};
+
+crate::on_both_databases!(
+    each_address_has_a_budget_of_credential_operations,
+    failed_sign_ins_back_off_exponentially_until_one_succeeds,
+    forwarded_addresses_count_only_from_trusted_proxies,
+);
+
+fn retry_after(res: &Gql) -> u64 {
+    res.error()["extensions"]["retryAfter"].as_u64().unwrap()
+}
+
+async fn login_from(app: &TestApp, forwarded: Option<&str>, email: &str, password: &str) -> Gql {
+    let headers: Vec<(&str, &str)> = forwarded
+        .map(|f| ("x-forwarded-for", f))
+        .into_iter()
+        .collect();
+    app.gql_with(
+        None,
+        &headers,
+        "mutation($i: LoginInput!) { login(input: $i) { accessToken } }",
+        json!({ "i": { "email": email, "password": password } }),
+    )
+    .await
+}
+
+async fn each_address_has_a_budget_of_credential_operations(db: TestDb) {
+    let app = db
+        .spawn_with(|s| {
+            s.rate_limit = "on".into();
+            s.rate_limit_per_minute = "1".into();
+            s.rate_limit_burst = "3".into();
+        })
+        .await;
+    // Registering counts as much as signing in.
+    app.signed_up("ada").await;
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(&app, None, "ada@example.com", "wrong password")
+                .await
+                .code(),
+            "UNAUTHENTICATED"
+        );
+    }
+    let refused = login_from(&app, None, "ada@example.com", PASSWORD).await;
+    assert_eq!(refused.code(), "RATE_LIMITED");
+    assert!(
+        (1..=60).contains(&retry_after(&refused)),
+        "{}",
+        refused.body
+    );
+    // Refused as a whole: 429 with Retry-After.
+    assert_eq!(refused.status, 429);
+    let header: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(header, retry_after(&refused));
+    // Other requests are not limited.
+    app.gql(None, "{ __typename }", json!({})).await.ok();
+}
+
+async fn failed_sign_ins_back_off_exponentially_until_one_succeeds(db: TestDb) {
+    // A roomy budget per address, so that only the back-off is at work.
+    let app = db
+        .spawn_with(|s| {
+            s.rate_limit = "on".into();
+            s.rate_limit_per_minute = "1000".into();
+            s.rate_limit_burst = "100".into();
+        })
+        .await;
+    app.signed_up("ada").await;
+    app.signed_up("bob").await;
+    for _ in 0..5 {
+        assert_eq!(
+            login_from(&app, None, "ada@example.com", "wrong password")
+                .await
+                .code(),
+            "UNAUTHENTICATED"
+        );
+    }
+    // Now even the right password must wait a second.
+    let waiting = login_from(&app, None, "ada@example.com", PASSWORD).await;
+    assert_eq!(waiting.code(), "RATE_LIMITED");
+    assert_eq!(retry_after(&waiting), 1);
+    // Other accounts are not held back.
+    login_from(&app, None, "bob@example.com", PASSWORD)
+        .await
+        .ok();
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        login_from(&app, None, "ada@example.com", "still wrong")
+            .await
+            .code(),
+        "UNAUTHENTICATED"
+    );
+    // The wait doubles.
+    let longer = login_from(&app, None, "ada@example.com", PASSWORD).await;
+    assert_eq!(longer.code(), "RATE_LIMITED");
+    assert_eq!(retry_after(&longer), 2);
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    login_from(&app, None, "ada@example.com", PASSWORD)
+        .await
+        .ok();
+    // A success starts the count afresh.
+    assert_eq!(
+        login_from(&app, None, "ada@example.com", "wrong password")
+            .await
+            .code(),
+        "UNAUTHENTICATED"
+    );
+    login_from(&app, None, "ada@example.com", PASSWORD)
+        .await
+        .ok();
+}
+
+async fn forwarded_addresses_count_only_from_trusted_proxies(db: TestDb) {
+    let limits = |s: &mut quire::config::Settings| {
+        s.rate_limit = "on".into();
+        s.rate_limit_per_minute = "1".into();
+        s.rate_limit_burst = "2".into();
+    };
+    // From an untrusted peer, X-Forwarded-For is ignored: all three share one budget.
+    let app = db.spawn_with(limits).await;
+    for forwarded in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(
+            login_from(&app, Some(forwarded), "x@example.com", "pw")
+                .await
+                .code(),
+            "UNAUTHENTICATED"
+        );
+    }
+    assert_eq!(
+        login_from(&app, Some("203.0.113.3"), "x@example.com", "pw")
+            .await
+            .code(),
+        "RATE_LIMITED"
+    );
+
+    // Behind a trusted proxy, each forwarded client has its own.
+    let app = db
+        .spawn_with(|s| {
+            limits(s);
+            s.trusted_proxies = "127.0.0.1".into();
+        })
+        .await;
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(&app, Some("203.0.113.1"), "x@example.com", "pw")
+                .await
+                .code(),
+            "UNAUTHENTICATED"
+        );
+    }
+    assert_eq!(
+        login_from(&app, Some("203.0.113.1"), "x@example.com", "pw")
+            .await
+            .code(),
+        "RATE_LIMITED"
+    );
+    // A client cannot hide behind a made-up hop: the right-most untrusted address counts.
+    assert_eq!(
+        login_from(
+            &app,
+            Some("198.51.100.7, 203.0.113.1"),
+            "x@example.com",
+            "pw"
+        )
+        .await
+        .code(),
+        "RATE_LIMITED"
+    );
+    assert_eq!(
+        login_from(&app, Some("203.0.113.2"), "x@example.com", "pw")
+            .await
+            .code(),
+        "UNAUTHENTICATED"
+    );
+}
