@@ -192,6 +192,16 @@ fn bad_configuration_is_refused_in_one_line_naming_the_setting() {
             &[("QUIRE_LOG_FORMAT", "xml")],
             "QUIRE_LOG_FORMAT",
         ),
+        (
+            &["migrate"],
+            &[("QUIRE_TRUSTED_PROXIES", "10.0.0.1, proxy.local")],
+            "QUIRE_TRUSTED_PROXIES",
+        ),
+        (
+            &["migrate"],
+            &[("QUIRE_RATE_LIMIT", "sometimes")],
+            "QUIRE_RATE_LIMIT",
+        ),
         (&["migrate"], &[("QUIRE_LOG", "info,[")], "QUIRE_LOG"),
     ];
     for (args, env, names) in cases {
@@ -264,6 +274,10 @@ fn help_documents_every_setting_with_its_environment_variable() {
         "QUIRE_INTROSPECTION",
         "QUIRE_GRAPHIQL",
         "QUIRE_LOG_FORMAT",
+        "QUIRE_RATE_LIMIT",
+        "QUIRE_RATE_LIMIT_PER_MINUTE",
+        "QUIRE_RATE_LIMIT_BURST",
+        "QUIRE_TRUSTED_PROXIES",
     ] {
         assert!(help.contains(&format!("env: {var}")), "--help lacks {var}");
     }
