@@ -119,6 +119,9 @@ pub struct SettingsArgs {
     /// Log format: text or json (default: text in development, json in production)
     #[arg(long, env = "QUIRE_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// The most operations in one batch (a JSON array of requests)
+    #[arg(long, env = "QUIRE_MAX_BATCH", default_value = defaults::MAX_BATCH, global = true)]
+    pub max_batch: String,
     /// Brute-force protection: on or off
     #[arg(long, env = "QUIRE_RATE_LIMIT", default_value = defaults::RATE_LIMIT, global = true)]
     pub rate_limit: String,
@@ -161,6 +164,7 @@ impl SettingsArgs {
             max_complexity: self.max_complexity.clone(),
             max_aliases: self.max_aliases.clone(),
             max_body: self.max_body.clone(),
+            max_batch: self.max_batch.clone(),
             introspection: self.introspection.clone(),
             graphiql: self.graphiql.clone(),
             log_format: self.log_format.clone(),

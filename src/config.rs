@@ -189,6 +189,8 @@ pub mod defaults {
     pub const MAX_ALIASES: &str = "15";
     /// `QUIRE_MAX_BODY`.
     pub const MAX_BODY: &str = "1MiB";
+    /// `QUIRE_MAX_BATCH`.
+    pub const MAX_BATCH: &str = "10";
     /// `QUIRE_RATE_LIMIT`.
     pub const RATE_LIMIT: &str = "on";
     /// `QUIRE_RATE_LIMIT_PER_MINUTE`.
@@ -210,6 +212,8 @@ pub struct Limits {
     pub max_aliases: usize,
     /// The largest request body, in bytes (`QUIRE_MAX_BODY`).
     pub max_body: usize,
+    /// The most operations in one batch, a JSON array of requests (`QUIRE_MAX_BATCH`).
+    pub max_batch: usize,
 }
 
 /// The raw settings as strings, before validation.
@@ -240,6 +244,8 @@ pub struct Settings {
     pub max_aliases: String,
     /// `QUIRE_MAX_BODY`: a size such as `1MiB`, `64KiB` or `4096`.
     pub max_body: String,
+    /// `QUIRE_MAX_BATCH`: a whole number above zero.
+    pub max_batch: String,
     /// `QUIRE_INTROSPECTION`: true or false; unset follows `QUIRE_ENV`.
     pub introspection: Option<String>,
     /// `QUIRE_GRAPHIQL`: true or false; unset follows `QUIRE_ENV`.
@@ -271,6 +277,7 @@ impl fmt::Debug for Settings {
             .field("max_complexity", &self.max_complexity)
             .field("max_aliases", &self.max_aliases)
             .field("max_body", &self.max_body)
+            .field("max_batch", &self.max_batch)
             .field("introspection", &self.introspection)
             .field("graphiql", &self.graphiql)
             .field("log_format", &self.log_format)
@@ -297,6 +304,7 @@ impl Default for Settings {
             max_complexity: defaults::MAX_COMPLEXITY.to_owned(),
             max_aliases: defaults::MAX_ALIASES.to_owned(),
             max_body: defaults::MAX_BODY.to_owned(),
+            max_batch: defaults::MAX_BATCH.to_owned(),
             introspection: None,
             graphiql: None,
             log_format: None,
@@ -355,6 +363,7 @@ impl Config {
             max_complexity: count("QUIRE_MAX_COMPLEXITY", &s.max_complexity, 1)?,
             max_aliases: count("QUIRE_MAX_ALIASES", &s.max_aliases, 0)?,
             max_body: size("QUIRE_MAX_BODY", &s.max_body)?,
+            max_batch: count("QUIRE_MAX_BATCH", &s.max_batch, 1)?,
         };
         let development = environment == Environment::Development;
         let exposure = Exposure {

@@ -25,9 +25,9 @@ pub fn posts<'a>(ctx: &Context<'a>) -> &'a Posts {
     ctx.data_unchecked::<Posts>()
 }
 
-/// This request's DataLoader.
+/// This request's DataLoader, shared by the operations of a batch.
 pub fn loader<'a>(ctx: &Context<'a>) -> &'a DataLoader<DbLoader> {
-    ctx.data_unchecked::<DataLoader<DbLoader>>()
+    ctx.data_unchecked::<Arc<DataLoader<DbLoader>>>()
 }
 
 /// The caller of this request.

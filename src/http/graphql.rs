@@ -1,12 +1,18 @@
 //! `POST /graphql` and `GET /graphql`: GraphQL over HTTP, and GraphiQL for browsers.
 
 use async_graphql::ParseRequestError;
+use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql::{
     http::GraphiQLSource,
     parser::types::{DocumentOperations, OperationType},
 };
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
-use std::net::{IpAddr, SocketAddr};
+use async_graphql_axum::{
+    GraphQLBatchRequest, GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection,
+};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     extract::{ConnectInfo, FromRequest, Request, State},
@@ -35,11 +41,25 @@ pub async fn post(
     axum::Extension(RequestId(id)): axum::Extension<RequestId>,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    request: Result<GraphQLRequest, GraphQLRejection>,
+    request: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> Response {
     let ip = client_ip(&state, peer.map(|p| (p.0).0), &headers);
     match request {
-        Ok(request) => execute(&state, id, ip, &headers, request.into_inner()).await,
+        Ok(batch) => {
+            let batch = batch.into_inner();
+            let operations = batch.iter().count();
+            if operations > state.limits.max_batch {
+                return super::limits::refusal(
+                    StatusCode::BAD_REQUEST,
+                    "GRAPHQL_VALIDATION_FAILED",
+                    &format!(
+                        "a batch may hold at most {} operations; this one holds {operations}",
+                        state.limits.max_batch
+                    ),
+                );
+            }
+            execute(&state, id, ip, &headers, batch).await
+        }
         Err(rejection) => bad_request(rejection),
     }
 }
@@ -74,7 +94,7 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
             if is_mutation(&request) {
                 return mutation_over_get();
             }
-            execute(&state, id, ip, &headers, request).await
+            execute(&state, id, ip, &headers, BatchRequest::Single(request)).await
         }
         Err(rejection) => bad_request(rejection),
     }
@@ -98,7 +118,7 @@ async fn execute(
     request_id: String,
     ip: Option<IpAddr>,
     headers: &HeaderMap,
-    request: async_graphql::Request,
+    mut batch: BatchRequest,
 ) -> Response {
     // An unreadable header still counts as sent, so that it is refused, not ignored.
     let authorization = headers
@@ -111,18 +131,28 @@ async fn execute(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
+    let api_key = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
+    // One loader and one credential budget for the whole HTTP request, batch or not.
     let (loader, batches) = loaders::for_request(state.db.clone());
-    let request = request
-        .data(Caller::from_headers(
-            authorization,
-            headers.get("x-api-key").map(|v| v.to_str().unwrap_or("")),
-        ))
-        .data(client)
-        .data(loader)
-        .data(CredentialBudget::default());
-    let execution = loaders::drive(batches, state.schema.execute(request));
+    let loader = Arc::new(loader);
+    let budget = CredentialBudget::default();
+    for request in batch.iter_mut() {
+        request
+            .data
+            .insert(Caller::from_headers(authorization, api_key));
+        request.data.insert(client.clone());
+        request.data.insert(loader.clone());
+        request.data.insert(budget.clone());
+    }
+    let execution = loaders::drive(batches, state.schema.execute_batch(batch));
     let response = REQUEST_ID.scope(request_id, execution).await;
-    let retry_after = refused_as_a_whole(&response);
+    let retry_after = match &response {
+        BatchResponse::Single(r) => refused_as_a_whole(r),
+        BatchResponse::Batch(all) => all
+            .iter()
+            .map(refused_as_a_whole)
+            .try_fold(0u64, |longest, r| r.map(|s| longest.max(s))),
+    };
     let mut http = GraphQLResponse::from(response).into_response();
     if let Some(seconds) = retry_after {
         *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;

@@ -14,7 +14,8 @@ use http_body_util::BodyExt;
 /// How long a request may take before it is answered 408.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+/// A whole-request refusal: `status`, with a GraphQL-shaped error carrying `code`.
+pub fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({
         "errors": [{ "message": message, "extensions": { "code": code } }]
     });

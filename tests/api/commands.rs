@@ -274,6 +274,7 @@ fn help_documents_every_setting_with_its_environment_variable() {
         "QUIRE_INTROSPECTION",
         "QUIRE_GRAPHIQL",
         "QUIRE_LOG_FORMAT",
+        "QUIRE_MAX_BATCH",
         "QUIRE_RATE_LIMIT",
         "QUIRE_RATE_LIMIT_PER_MINUTE",
         "QUIRE_RATE_LIMIT_BURST",

@@ -8,6 +8,7 @@ crate::on_both_databases!(
     depth_is_limited,
     complexity_is_limited_with_connections_costing_their_page,
     aliases_are_limited,
+    batches_are_limited_and_share_one_credential_attempt,
     bodies_are_limited,
     only_json_may_be_posted,
     every_response_carries_the_security_headers,
@@ -290,4 +291,64 @@ async fn request_ids_round_trip(db: TestDb) {
     assert!(uuid::Uuid::parse_str(&replaced).is_ok());
     let fresh = app.get("/healthz", None).await;
     assert!(uuid::Uuid::parse_str(fresh.headers()["x-request-id"].to_str().unwrap()).is_ok());
+}
+
+async fn batches_are_limited_and_share_one_credential_attempt(db: TestDb) {
+    let app = db.spawn().await;
+    let t = app.signed_up("ada").await;
+    let send = |ops: Vec<Value>| {
+        let app = &app;
+        let token = t.access.clone();
+        async move {
+            app.client
+                .post(format!("{}/graphql", app.base))
+                .bearer_auth(token)
+                .json(&ops)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let me = json!({ "query": "{ me { username } }" });
+    let res = send(vec![me.clone(); 10]).await;
+    assert_eq!(res.status(), 200);
+    let answers: Vec<Value> = res.json().await.unwrap();
+    assert_eq!(answers.len(), 10);
+    assert!(answers.iter().all(|a| a["data"]["me"]["username"] == "ada"));
+
+    // One too many: refused whole, and nothing in it runs.
+    let create =
+        json!({ "query": "mutation { createPost(input: { title: \"t\", body: \"b\" }) { id } }" });
+    let res = send(vec![create; 11]).await;
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    assert_eq!(post_count(&app, &t.access).await, 0);
+
+    // A batch of logins tries one password: the first.
+    let login = |password: &str| {
+        json!({
+            "query": "mutation($i: LoginInput!) { login(input: $i) { accessToken } }",
+            "variables": { "i": { "email": "ada@example.com", "password": password } }
+        })
+    };
+    let res = send(vec![
+        login("first guess"),
+        login(crate::helpers::PASSWORD),
+        login("third guess"),
+    ])
+    .await;
+    let answers: Vec<Value> = res.json().await.unwrap();
+    let codes: Vec<&str> = answers
+        .iter()
+        .map(|a| {
+            a["errors"][0]["extensions"]["code"]
+                .as_str()
+                .unwrap_or("none")
+        })
+        .collect();
+    assert_eq!(codes, ["UNAUTHENTICATED", "RATE_LIMITED", "RATE_LIMITED"]);
 }
