@@ -63,6 +63,10 @@ pub struct App {
     pub graphiql: bool,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: std::sync::Arc<Vec<std::net::IpAddr>>,
+    /// Browser sessions with the refresh token in a cookie.
+    pub refresh_cookie: bool,
+    /// Origins allowed to call with credentials.
+    pub cors_origins: std::sync::Arc<Vec<String>>,
     /// The connection pool, shared with `auth` and closed when serving ends.
     pub db: Db,
     /// The authentication service the resolvers and the CLI call.
@@ -94,6 +98,8 @@ impl App {
             limits: config.limits,
             graphiql: config.exposure.graphiql,
             trusted_proxies: std::sync::Arc::new(config.trusted_proxies.clone()),
+            refresh_cookie: config.refresh_cookie,
+            cors_origins: std::sync::Arc::new(config.cors_origins.clone()),
             db,
             auth,
             schema,
@@ -108,6 +114,8 @@ impl App {
             limits: self.limits,
             graphiql: self.graphiql,
             trusted_proxies: self.trusted_proxies.clone(),
+            refresh_cookie: self.refresh_cookie,
+            cors_origins: self.cors_origins.clone(),
         })
     }
 

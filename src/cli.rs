@@ -144,6 +144,18 @@ pub struct SettingsArgs {
     /// Comma-separated IP addresses of reverse proxies whose X-Forwarded-For is believed
     #[arg(long, env = "QUIRE_TRUSTED_PROXIES", default_value = "", global = true)]
     pub trusted_proxies: String,
+    /// Browser sessions: keep the refresh token in an HttpOnly cookie instead of the payload
+    #[arg(
+        long,
+        env = "QUIRE_REFRESH_COOKIE",
+        default_value = "false",
+        global = true
+    )]
+    pub refresh_cookie: String,
+    /// Comma-separated web origins allowed to call with credentials, e.g.
+    /// https://app.example.com
+    #[arg(long, env = "QUIRE_CORS_ORIGINS", default_value = "", global = true)]
+    pub cors_origins: String,
     /// Log filter, e.g. info, debug or quire=debug,info
     #[arg(long, env = "QUIRE_LOG", default_value = defaults::LOG, global = true)]
     pub log: String,
@@ -172,6 +184,8 @@ impl SettingsArgs {
             rate_limit_per_minute: self.rate_limit_per_minute.clone(),
             rate_limit_burst: self.rate_limit_burst.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
+            refresh_cookie: self.refresh_cookie.clone(),
+            cors_origins: self.cors_origins.clone(),
         }
     }
 }

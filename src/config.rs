@@ -149,6 +149,10 @@ pub struct Config {
     pub throttle: crate::auth::throttle::ThrottleConfig,
     /// Proxies whose `X-Forwarded-For` is believed (`QUIRE_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Browser sessions: the refresh token in a cookie (`QUIRE_REFRESH_COOKIE`).
+    pub refresh_cookie: bool,
+    /// Web origins allowed to call with credentials (`QUIRE_CORS_ORIGINS`).
+    pub cors_origins: Vec<String>,
 }
 
 /// What the server shows of itself: everything in development; in production only what
@@ -260,6 +264,10 @@ pub struct Settings {
     pub rate_limit_burst: String,
     /// `QUIRE_TRUSTED_PROXIES`: comma-separated IP addresses.
     pub trusted_proxies: String,
+    /// `QUIRE_REFRESH_COOKIE`: true or false.
+    pub refresh_cookie: String,
+    /// `QUIRE_CORS_ORIGINS`: comma-separated origins such as `https://app.example.com`.
+    pub cors_origins: String,
 }
 
 impl fmt::Debug for Settings {
@@ -285,6 +293,8 @@ impl fmt::Debug for Settings {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("refresh_cookie", &self.refresh_cookie)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -312,6 +322,8 @@ impl Default for Settings {
             rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE.to_owned(),
             rate_limit_burst: defaults::RATE_LIMIT_BURST.to_owned(),
             trusted_proxies: String::new(),
+            refresh_cookie: "false".to_owned(),
+            cors_origins: String::new(),
         }
     }
 }
@@ -409,6 +421,27 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let refresh_cookie = flag("QUIRE_REFRESH_COOKIE", Some(&s.refresh_cookie), false)?;
+        let cors_origins = s
+            .cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                let origin = o.trim_end_matches('/');
+                let well_formed = (origin.starts_with("https://") || origin.starts_with("http://"))
+                    && !origin["https://".len().min(origin.len())..].contains('/')
+                    && origin != "*";
+                if well_formed {
+                    Ok(origin.to_owned())
+                } else {
+                    Err(ConfigError::new(
+                        "QUIRE_CORS_ORIGINS",
+                        format!("'{o}' is not an origin such as https://app.example.com"),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             database_url,
             listen,
@@ -419,6 +452,8 @@ impl Config {
             exposure,
             throttle,
             trusted_proxies,
+            refresh_cookie,
+            cors_origins,
         })
     }
 }

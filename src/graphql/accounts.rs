@@ -10,10 +10,13 @@ use super::{
         Session, User, scopes_of,
     },
 };
+use axum::http::header;
+
 use crate::{
-    auth::{api_key::NewKey, register::NewAccount},
+    auth::{Authenticated, api_key::NewKey, register::NewAccount},
     db::users::Role,
     error::AppError,
+    http::cookies::{self, BrowserSession},
 };
 
 /// Queries about the caller's own account.
@@ -62,21 +65,22 @@ impl AccountMutation {
             username: &input.username,
             password: &input.password,
         };
-        Ok(auth(ctx).register(account, client(ctx)).await?.into())
+        let signed_in = auth(ctx).register(account, client(ctx)).await?;
+        Ok(payload(ctx, signed_in))
     }
 
     /// Signs in with email and password, starting a new session.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload> {
         spend_credential_attempt(ctx)?;
-        Ok(auth(ctx)
+        let signed_in = auth(ctx)
             .login(&input.email, &input.password, client(ctx))
-            .await?
-            .into())
+            .await?;
+        Ok(payload(ctx, signed_in))
     }
 
     /// Exchanges a refresh token for a new access token and a new refresh token. The
     /// presented token is retired; presenting it again after a short grace period ends
-    /// the session.
+    /// the session. In cookie mode the token may come from the session cookie instead.
     async fn refresh(
         &self,
         ctx: &Context<'_>,
@@ -84,16 +88,22 @@ impl AccountMutation {
     ) -> Result<AuthPayload> {
         spend_credential_attempt(ctx)?;
         let token = refresh_token
+            .or_else(|| cookie_token(ctx))
             .ok_or_else(|| AppError::bad_input("refreshToken", "refreshToken is required"))?;
-        Ok(auth(ctx).refresh(&token).await?.into())
+        let signed_in = auth(ctx).refresh(&token).await?;
+        Ok(payload(ctx, signed_in))
     }
 
-    /// Ends the session the refresh token belongs to or, without one, the caller's
-    /// current session. Ending an ended session succeeds.
+    /// Ends the session the refresh token (or, in cookie mode, the session cookie) belongs
+    /// to or, without either, the caller's current session. Ending an ended session
+    /// succeeds. In cookie mode the cookie is cleared.
     async fn logout(&self, ctx: &Context<'_>, refresh_token: Option<String>) -> Result<bool> {
-        Ok(auth(ctx)
-            .logout(caller(ctx), refresh_token.as_deref())
-            .await?)
+        let token = refresh_token.or_else(|| cookie_token(ctx));
+        let done = auth(ctx).logout(caller(ctx), token.as_deref()).await?;
+        if cookie_mode(ctx) {
+            ctx.append_http_header(header::SET_COOKIE, cookies::clear());
+        }
+        Ok(done)
     }
 
     /// Ends every session of the caller, this one included; returns how many ended.
@@ -155,5 +165,33 @@ impl AccountMutation {
         Ok(auth(ctx)
             .change_password(who, &current_password, &new_password)
             .await?)
+    }
+}
+
+fn cookie_mode(ctx: &Context<'_>) -> bool {
+    ctx.data_opt::<BrowserSession>().is_some_and(|s| s.enabled)
+}
+
+/// The refresh token of the session cookie, in cookie mode.
+fn cookie_token(ctx: &Context<'_>) -> Option<String> {
+    ctx.data_opt::<BrowserSession>()
+        .filter(|s| s.enabled)
+        .and_then(|s| s.token.clone())
+}
+
+/// The payload of a sign-in. In cookie mode the refresh token goes into an HttpOnly
+/// cookie instead, out of reach of page scripts.
+fn payload(ctx: &Context<'_>, signed_in: Authenticated) -> AuthPayload {
+    if !cookie_mode(ctx) {
+        return signed_in.into();
+    }
+    let max_age = auth(ctx).config.refresh_token_ttl.as_secs();
+    ctx.append_http_header(
+        header::SET_COOKIE,
+        cookies::set(&signed_in.refresh_token, max_age),
+    );
+    AuthPayload {
+        refresh_token: None,
+        ..signed_in.into()
     }
 }

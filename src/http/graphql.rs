@@ -20,7 +20,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use super::{AppState, request_id::RequestId};
+use super::{AppState, cookies::BrowserSession, request_id::RequestId};
 use crate::{
     auth::{Caller, ClientInfo},
     error::REQUEST_ID,
@@ -132,6 +132,10 @@ async fn execute(
             .map(str::to_owned),
     };
     let api_key = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
+    let session = BrowserSession {
+        enabled: state.refresh_cookie,
+        token: super::cookies::read(headers),
+    };
     // One loader and one credential budget for the whole HTTP request, batch or not.
     let (loader, batches) = loaders::for_request(state.db.clone());
     let loader = Arc::new(loader);
@@ -143,6 +147,7 @@ async fn execute(
         request.data.insert(client.clone());
         request.data.insert(loader.clone());
         request.data.insert(budget.clone());
+        request.data.insert(session.clone());
     }
     let execution = loaders::drive(batches, state.schema.execute_batch(batch));
     let response = REQUEST_ID.scope(request_id, execution).await;

@@ -1,6 +1,7 @@
 //! The HTTP host: routes, the GraphQL transport, health checks, request ids, and the
 //! protections every request passes through.
 
+pub mod cookies;
 pub mod graphql;
 pub mod health;
 pub mod limits;
@@ -8,11 +9,15 @@ pub mod request_id;
 
 use axum::{
     Router,
-    http::{HeaderName, HeaderValue, StatusCode},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware,
     routing::get,
 };
-use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+};
 
 use crate::{config::Limits, db::Db, graphql::AppSchema};
 
@@ -29,17 +34,50 @@ pub struct AppState {
     pub graphiql: bool,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: std::sync::Arc<Vec<std::net::IpAddr>>,
+    /// Browser sessions with the refresh token in a cookie.
+    pub refresh_cookie: bool,
+    /// Origins allowed to call with credentials.
+    pub cors_origins: std::sync::Arc<Vec<String>>,
+}
+
+/// Cross-origin access for the listed origins only, with credentials; none when the list
+/// is empty. Never `*`.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if allowed.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// The application's routes; `main` and the tests serve the very same router.
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits.max_body;
+    let origins = state.cors_origins.clone();
     let api = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .layer(middleware::from_fn(move |req, next| {
             limits::bounded_body(max_body, req, next)
         }))
-        .layer(middleware::from_fn(limits::json_posts_only));
+        .layer(middleware::from_fn(limits::json_posts_only))
+        .layer(middleware::from_fn(move |req, next| {
+            cookies::origin_check(origins.clone(), req, next)
+        }))
+        .layer(cors(&state.cors_origins));
     Router::new()
         .merge(api)
         .route("/healthz", get(health::live))

@@ -202,6 +202,11 @@ fn bad_configuration_is_refused_in_one_line_naming_the_setting() {
             &[("QUIRE_RATE_LIMIT", "sometimes")],
             "QUIRE_RATE_LIMIT",
         ),
+        (
+            &["migrate"],
+            &[("QUIRE_CORS_ORIGINS", "https://app.example.com, *")],
+            "QUIRE_CORS_ORIGINS",
+        ),
         (&["migrate"], &[("QUIRE_LOG", "info,[")], "QUIRE_LOG"),
     ];
     for (args, env, names) in cases {
@@ -279,6 +284,8 @@ fn help_documents_every_setting_with_its_environment_variable() {
         "QUIRE_RATE_LIMIT_PER_MINUTE",
         "QUIRE_RATE_LIMIT_BURST",
         "QUIRE_TRUSTED_PROXIES",
+        "QUIRE_REFRESH_COOKIE",
+        "QUIRE_CORS_ORIGINS",
     ] {
         assert!(help.contains(&format!("env: {var}")), "--help lacks {var}");
     }

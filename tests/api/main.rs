@@ -8,6 +8,7 @@ mod admin;
 mod api_keys;
 mod batching;
 pub mod commands;
+mod cookies;
 mod errors;
 mod guards;
 mod limits;
