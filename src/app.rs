@@ -67,6 +67,8 @@ pub struct App {
     pub refresh_cookie: bool,
     /// Origins allowed to call with credentials.
     pub cors_origins: std::sync::Arc<Vec<String>>,
+    /// Renders the metrics.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The connection pool, shared with `auth` and closed when serving ends.
     pub db: Db,
     /// The authentication service the resolvers and the CLI call.
@@ -100,6 +102,7 @@ impl App {
             trusted_proxies: std::sync::Arc::new(config.trusted_proxies.clone()),
             refresh_cookie: config.refresh_cookie,
             cors_origins: std::sync::Arc::new(config.cors_origins.clone()),
+            metrics: crate::telemetry::metrics(),
             db,
             auth,
             schema,
@@ -116,6 +119,7 @@ impl App {
             trusted_proxies: self.trusted_proxies.clone(),
             refresh_cookie: self.refresh_cookie,
             cors_origins: self.cors_origins.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 

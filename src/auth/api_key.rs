@@ -249,9 +249,11 @@ impl Auth {
         };
         if let Some(why) = why {
             tracing::info!(api_key_id = %key.id, reason = why, "API key refused");
+            crate::telemetry::auth_event("api_key_refused");
             return Ok(Err("this API key no longer works"));
         }
         tracing::info!(api_key_id = %key.id, user_id = %user.id, "API key accepted");
+        crate::telemetry::auth_event("api_key_accepted");
         if key.last_used_at.is_none_or(|at| at < now - TOUCH_EVERY) {
             // Off the request's path, and at most once a minute per key.
             let db = self.db.clone();

@@ -25,11 +25,13 @@ impl Auth {
         let email_key = email.trim().to_lowercase();
         self.throttle.login_allowed(&email_key, client.ip)?;
         let outcome = self.check_credentials(&email_key, password, client).await;
-        self.throttle.login_outcome(
-            &email_key,
-            client.ip,
-            !matches!(outcome, Err(AppError::Unauthenticated(_))),
-        );
+        let failed = matches!(outcome, Err(AppError::Unauthenticated(_)));
+        self.throttle.login_outcome(&email_key, client.ip, !failed);
+        crate::telemetry::auth_event(if failed {
+            "login_failed"
+        } else {
+            "login_succeeded"
+        });
         outcome
     }
 

@@ -82,6 +82,7 @@ impl Auth {
                 user_id = %session.user_id,
                 "retired refresh token presented again; session revoked"
             );
+            crate::telemetry::auth_event("refresh_token_reused");
             return Err(AppError::Unauthenticated(REUSED));
         }
         Err(AppError::Unauthenticated(INVALID))
@@ -97,6 +98,7 @@ impl Auth {
             .await?
             .filter(|u| u.is_active())
             .ok_or(AppError::Unauthenticated(INVALID))?;
+        crate::telemetry::auth_event("refreshed");
         Ok(Authenticated {
             access_token: self
                 .access_tokens

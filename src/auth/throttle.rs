@@ -113,6 +113,7 @@ pub struct Throttle {
 fn limited(what: &str, wait: Duration) -> AppError {
     let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     tracing::info!(what, retry_after, "rate limited");
+    crate::telemetry::auth_event("rate_limited");
     AppError::RateLimited {
         message: format!("too many {what}; try again in {retry_after} s"),
         retry_after: retry_after.max(1),

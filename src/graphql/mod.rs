@@ -9,6 +9,7 @@ pub mod field_order;
 pub mod guards;
 pub mod limits;
 pub mod loaders;
+pub mod operations;
 pub mod posts;
 pub mod types;
 pub mod users;
@@ -40,6 +41,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .extension(error_codes::ErrorCodes)
         .extension(field_order::FieldOrder)
+        .extension(operations::OperationMetrics)
 }
 
 /// Builds the schema with the services its resolvers use, the limits on operations, and

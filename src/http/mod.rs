@@ -38,6 +38,8 @@ pub struct AppState {
     pub refresh_cookie: bool,
     /// Origins allowed to call with credentials.
     pub cors_origins: std::sync::Arc<Vec<String>>,
+    /// Renders the metrics.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Cross-origin access for the listed origins only, with credentials; none when the list
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits::TIMEOUT,

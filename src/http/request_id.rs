@@ -38,12 +38,16 @@ pub async fn assign(mut req: Request, next: Next) -> Response {
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
+        operation = tracing::field::Empty,
+        user_id = tracing::field::Empty,
     );
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
+    ::metrics::counter!("http_requests_total", "status" => response.status().as_u16().to_string())
+        .increment(1);
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -16,6 +16,7 @@ crate::on_both_databases!(
     one_request_tries_at_most_one_password,
     production_hides_introspection_and_graphiql,
     shutdown_lets_a_request_in_flight_finish,
+    metrics_expose_the_named_series,
 );
 
 async fn one_request_tries_at_most_one_password(db: TestDb) {
@@ -180,4 +181,52 @@ async fn shutdown_lets_a_request_in_flight_finish(db: TestDb) {
     })
     .await
     .unwrap();
+}
+
+async fn metrics_expose_the_named_series(db: TestDb) {
+    let app = db.spawn().await;
+    let t = app.signed_up("ada").await;
+    app.gql(Some(&t.access), "query Me { me { id } }", json!({}))
+        .await
+        .ok();
+    app.login("ada@example.com", PASSWORD).await.ok();
+    assert_eq!(
+        app.login("ada@example.com", "wrong password").await.code(),
+        "UNAUTHENTICATED"
+    );
+
+    let res = app.get("/metrics", None).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    for series in [
+        "http_requests_total{status=\"200\"}",
+        "graphql_operations_total{operation=\"Me\",outcome=\"ok\"}",
+        "graphql_operation_duration_seconds_bucket{operation=\"Me\",le=\"0.005\"}",
+        "auth_events_total{kind=\"login_succeeded\"}",
+        "auth_events_total{kind=\"login_failed\"}",
+        "db_pool_connections{state=\"open\"}",
+        "db_pool_connections{state=\"idle\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    // Client-chosen names do not become series.
+    app.gql(
+        Some(&t.access),
+        "query Weird_Name_Ok { me { id } }",
+        json!({}),
+    )
+    .await
+    .ok();
+    let long = format!("query {} {{ me {{ id }} }}", "x".repeat(80));
+    app.gql(Some(&t.access), &long, json!({})).await.ok();
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(text.contains("operation=\"Weird_Name_Ok\""));
+    assert!(text.contains("operation=\"other\""));
+    assert!(!text.contains(&"x".repeat(80)));
 }
