@@ -69,6 +69,8 @@ pub struct App {
     pub cors_origins: std::sync::Arc<Vec<String>>,
     /// Renders the metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Where `/metrics` is served when not on the main address.
+    pub metrics_listen: Option<SocketAddr>,
     /// The connection pool, shared with `auth` and closed when serving ends.
     pub db: Db,
     /// The authentication service the resolvers and the CLI call.
@@ -103,6 +105,7 @@ impl App {
             refresh_cookie: config.refresh_cookie,
             cors_origins: std::sync::Arc::new(config.cors_origins.clone()),
             metrics: crate::telemetry::metrics(),
+            metrics_listen: config.metrics_listen,
             db,
             auth,
             schema,
@@ -111,7 +114,11 @@ impl App {
 
     /// The HTTP routes.
     pub fn router(&self) -> axum::Router {
-        http::router(AppState {
+        http::router(self.state())
+    }
+
+    fn state(&self) -> AppState {
+        AppState {
             schema: self.schema.clone(),
             db: self.db.clone(),
             limits: self.limits,
@@ -120,7 +127,8 @@ impl App {
             refresh_cookie: self.refresh_cookie,
             cors_origins: self.cors_origins.clone(),
             metrics: self.metrics.clone(),
-        })
+            metrics_here: self.metrics_listen.is_none(),
+        }
     }
 
     /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
@@ -175,6 +183,22 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         database = app.db.engine(),
         "quire is serving GraphQL on http://{addr}/graphql"
     );
+    if let Some(metrics_addr) = config.metrics_listen {
+        let listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| StartError::Listen {
+                addr: metrics_addr,
+                reason: e.to_string(),
+            })?;
+        let bound = listener.local_addr().unwrap_or(metrics_addr);
+        let router = http::metrics_router(app.state());
+        tracing::info!("metrics on http://{bound}/metrics");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     app.serve(listener, shutdown_signal()).await?;
     tracing::info!("quire stopped");
     Ok(())

@@ -156,6 +156,10 @@ pub struct SettingsArgs {
     /// https://app.example.com
     #[arg(long, env = "QUIRE_CORS_ORIGINS", default_value = "", global = true)]
     pub cors_origins: String,
+    /// Serve /metrics on this address and port instead of the main one, so that it need
+    /// not be public
+    #[arg(long, env = "QUIRE_METRICS_LISTEN", default_value = "", global = true)]
+    pub metrics_listen: String,
     /// Log filter, e.g. info, debug or quire=debug,info
     #[arg(long, env = "QUIRE_LOG", default_value = defaults::LOG, global = true)]
     pub log: String,
@@ -186,6 +190,7 @@ impl SettingsArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             refresh_cookie: self.refresh_cookie.clone(),
             cors_origins: self.cors_origins.clone(),
+            metrics_listen: self.metrics_listen.clone(),
         }
     }
 }

@@ -153,6 +153,8 @@ pub struct Config {
     pub refresh_cookie: bool,
     /// Web origins allowed to call with credentials (`QUIRE_CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
+    /// Where to serve `/metrics` instead of the main address (`QUIRE_METRICS_LISTEN`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What the server shows of itself: everything in development; in production only what
@@ -268,6 +270,8 @@ pub struct Settings {
     pub refresh_cookie: String,
     /// `QUIRE_CORS_ORIGINS`: comma-separated origins such as `https://app.example.com`.
     pub cors_origins: String,
+    /// `QUIRE_METRICS_LISTEN`: an address and port, or empty for the main address.
+    pub metrics_listen: String,
 }
 
 impl fmt::Debug for Settings {
@@ -295,6 +299,7 @@ impl fmt::Debug for Settings {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("refresh_cookie", &self.refresh_cookie)
             .field("cors_origins", &self.cors_origins)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
@@ -324,6 +329,7 @@ impl Default for Settings {
             trusted_proxies: String::new(),
             refresh_cookie: "false".to_owned(),
             cors_origins: String::new(),
+            metrics_listen: String::new(),
         }
     }
 }
@@ -442,6 +448,15 @@ impl Config {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let metrics_listen = match s.metrics_listen.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                ConfigError::new(
+                    "QUIRE_METRICS_LISTEN",
+                    format!("'{text}' is not an address such as 127.0.0.1:9000"),
+                )
+            })?),
+        };
         Ok(Self {
             database_url,
             listen,
@@ -454,6 +469,7 @@ impl Config {
             trusted_proxies,
             refresh_cookie,
             cors_origins,
+            metrics_listen,
         })
     }
 }

@@ -99,6 +99,7 @@ impl Auth {
             .filter(|u| u.is_active())
             .ok_or(AppError::Unauthenticated(INVALID))?;
         crate::telemetry::auth_event("refreshed");
+        tracing::info!(user_id = %user.id, session_id = %refresh.session_id, "session refreshed");
         Ok(Authenticated {
             access_token: self
                 .access_tokens

@@ -40,6 +40,15 @@ pub struct AppState {
     pub cors_origins: std::sync::Arc<Vec<String>>,
     /// Renders the metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Whether `/metrics` is served on the main address (else on its own).
+    pub metrics_here: bool,
+}
+
+/// `/metrics` alone, for serving on its own address.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .with_state(state)
 }
 
 /// Cross-origin access for the listed origins only, with credentials; none when the list
@@ -80,11 +89,14 @@ pub fn router(state: AppState) -> Router {
             cookies::origin_check(origins.clone(), req, next)
         }))
         .layer(cors(&state.cors_origins));
-    Router::new()
+    let mut router = Router::new()
         .merge(api)
         .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(health::metrics))
+        .route("/readyz", get(health::ready));
+    if state.metrics_here {
+        router = router.route("/metrics", get(health::metrics));
+    }
+    router
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits::TIMEOUT,

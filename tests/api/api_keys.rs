@@ -450,8 +450,12 @@ async fn last_use_is_recorded_about_once_a_minute(db: TestDb) {
 
 /// Runs the `quire` binary as a server on `url` with debug logs; returns its address and
 /// everything it logs.
-fn serve_with_logs(url: &str) -> (String, Arc<Mutex<String>>, std::process::Child) {
+pub fn serve_with_logs(
+    url: &str,
+    extra: &[(&str, &str)],
+) -> (String, Arc<Mutex<String>>, std::process::Child) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quire"))
+        .envs(extra.iter().copied())
         .env("DATABASE_URL", url)
         .env("QUIRE_LISTEN", "127.0.0.1:0")
         .env("QUIRE_LOG", "debug")
@@ -486,9 +490,10 @@ async fn the_secret_is_never_shown_again_nor_logged(db: TestDb) {
     // Make sure the schema exists before the server process starts.
     drop(db.spawn().await);
     let url = db.url.clone();
-    let (address, logs, mut child) = tokio::task::spawn_blocking(move || serve_with_logs(&url))
-        .await
-        .unwrap();
+    let (address, logs, mut child) =
+        tokio::task::spawn_blocking(move || serve_with_logs(&url, &[]))
+            .await
+            .unwrap();
     let client = reqwest::Client::new();
     let send = |token: String, query: &'static str, vars: Value| {
         let client = client.clone();

@@ -286,6 +286,7 @@ fn help_documents_every_setting_with_its_environment_variable() {
         "QUIRE_TRUSTED_PROXIES",
         "QUIRE_REFRESH_COOKIE",
         "QUIRE_CORS_ORIGINS",
+        "QUIRE_METRICS_LISTEN",
     ] {
         assert!(help.contains(&format!("env: {var}")), "--help lacks {var}");
     }

@@ -5,7 +5,7 @@ mod helpers;
 
 mod accounts;
 mod admin;
-mod api_keys;
+pub mod api_keys;
 mod batching;
 pub mod commands;
 mod cookies;

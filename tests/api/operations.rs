@@ -17,6 +17,7 @@ crate::on_both_databases!(
     production_hides_introspection_and_graphiql,
     shutdown_lets_a_request_in_flight_finish,
     metrics_expose_the_named_series,
+    metrics_can_live_on_their_own_address,
 );
 
 async fn one_request_tries_at_most_one_password(db: TestDb) {
@@ -229,4 +230,48 @@ async fn metrics_expose_the_named_series(db: TestDb) {
     assert!(text.contains("operation=\"Weird_Name_Ok\""));
     assert!(text.contains("operation=\"other\""));
     assert!(!text.contains(&"x".repeat(80)));
+}
+
+async fn metrics_can_live_on_their_own_address(db: TestDb) {
+    drop(db.spawn().await); // the schema exists before the server process starts
+    let url = db.url.clone();
+    let (address, logs, mut child) = tokio::task::spawn_blocking(move || {
+        crate::api_keys::serve_with_logs(&url, &[("QUIRE_METRICS_LISTEN", "127.0.0.1:0")])
+    })
+    .await
+    .unwrap();
+    let mut metrics_address = None;
+    for _ in 0..50 {
+        metrics_address = logs
+            .lock()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.split("metrics on http://").nth(1).map(str::to_owned));
+        if metrics_address.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics_address = metrics_address.expect("the server says where the metrics are");
+    let client = reqwest::Client::new();
+    let main = client
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404, "not on the public address");
+    let own = client
+        .get(format!("http://{metrics_address}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert!(
+        own.text()
+            .await
+            .unwrap()
+            .contains("http_requests_total{status=\"404\"}")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

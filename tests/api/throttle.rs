@@ -11,6 +11,7 @@ crate::on_both_databases!(
     each_address_has_a_budget_of_credential_operations,
     failed_sign_ins_back_off_exponentially_until_one_succeeds,
     forwarded_addresses_count_only_from_trusted_proxies,
+    an_account_pauses_after_a_hundred_failures_from_anywhere,
 );
 
 fn retry_after(res: &Gql) -> u64 {
@@ -186,4 +187,34 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(db: TestDb) {
             .code(),
         "UNAUTHENTICATED"
     );
+}
+
+async fn an_account_pauses_after_a_hundred_failures_from_anywhere(db: TestDb) {
+    // Behind a trusted proxy, each attempt comes from another address, so that only the
+    // per-account count is at work.
+    let app = db
+        .spawn_with(|s| {
+            s.rate_limit = "on".into();
+            s.trusted_proxies = "127.0.0.1".into();
+        })
+        .await;
+    app.signed_up("ada").await;
+    for i in 0..100 {
+        let address = format!("198.51.{}.{}", i / 200, i % 200 + 1);
+        let res = login_from(&app, Some(&address), "ada@example.com", "a wrong guess").await;
+        assert_eq!(res.code(), "UNAUTHENTICATED", "attempt {i}");
+    }
+    let paused = login_from(&app, Some("203.0.113.77"), "ada@example.com", PASSWORD).await;
+    assert_eq!(
+        paused.code(),
+        "RATE_LIMITED",
+        "even the right password waits"
+    );
+    assert!(
+        (840..=900).contains(&retry_after(&paused)),
+        "{}",
+        paused.body
+    );
+    // Other accounts sign in as ever.
+    app.signed_up("bob").await;
 }
