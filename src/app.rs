@@ -179,6 +179,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             reason: e.to_string(),
         })?;
     let addr = listener.local_addr().unwrap_or(config.listen);
+    let shutdown = shutdown_signal();
     tracing::info!(
         database = app.db.engine(),
         "quire is serving GraphQL on http://{addr}/graphql"
@@ -199,7 +200,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             }
         });
     }
-    app.serve(listener, shutdown_signal()).await?;
+    app.serve(listener, shutdown).await?;
     tracing::info!("quire stopped");
     Ok(())
 }
@@ -227,24 +228,33 @@ async fn signing_secret(db: &Db, config: &Config) -> Result<Secret, StartError> 
     Ok(Secret::new(bytes))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Listens for Ctrl-C and SIGTERM from now on (not from the first poll, so that a signal
+/// arriving just after start-up is not met by the default action of ending the process),
+/// and completes when one arrives.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let streams = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        async move {
+            match streams {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                _ => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+            tracing::info!("shutting down: finishing requests in flight");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests in flight");
+    }
 }

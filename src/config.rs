@@ -419,12 +419,14 @@ impl Config {
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(|p| {
-                p.parse().map_err(|_| {
-                    ConfigError::new(
-                        "QUIRE_TRUSTED_PROXIES",
-                        format!("'{p}' is not an IP address"),
-                    )
-                })
+                p.parse::<std::net::IpAddr>()
+                    .map(|ip| ip.to_canonical())
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "QUIRE_TRUSTED_PROXIES",
+                            format!("'{p}' is not an IP address"),
+                        )
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let refresh_cookie = flag("QUIRE_REFRESH_COOKIE", Some(&s.refresh_cookie), false)?;

@@ -157,6 +157,10 @@ impl Caller {
                     load(auth, &claims).await
                 })
                 .await?;
+        if let Ok(who) = loaded {
+            // Names the user on the request's log lines.
+            tracing::Span::current().record("user_id", tracing::field::display(who.user.id));
+        }
         loaded
             .as_ref()
             .map_err(|why| AppError::Unauthenticated(why))

@@ -25,13 +25,19 @@ impl Auth {
         let email_key = email.trim().to_lowercase();
         self.throttle.login_allowed(&email_key, client.ip)?;
         let outcome = self.check_credentials(&email_key, password, client).await;
-        let failed = matches!(outcome, Err(AppError::Unauthenticated(_)));
-        self.throttle.login_outcome(&email_key, client.ip, !failed);
-        crate::telemetry::auth_event(if failed {
-            "login_failed"
-        } else {
-            "login_succeeded"
-        });
+        // Only a success resets the counts and only refused credentials add to them; an
+        // error of the server's own (an overloaded database, say) leaves them alone.
+        match &outcome {
+            Ok(_) => {
+                self.throttle.login_outcome(&email_key, client.ip, true);
+                crate::telemetry::auth_event("login_succeeded");
+            }
+            Err(AppError::Unauthenticated(_)) => {
+                self.throttle.login_outcome(&email_key, client.ip, false);
+                crate::telemetry::auth_event("login_failed");
+            }
+            Err(_) => {}
+        }
         outcome
     }
 

@@ -43,21 +43,57 @@ pub trait Limiter: Send + Sync {
     fn reset(&self, key: &str);
 }
 
-/// Counts kept in this process.
+/// How long failure counts are kept after the last failure.
+const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Maps are pruned when they grow past this many entries (and then past twice their size
+/// after the last pruning), so that pruning costs little per insertion.
+const PRUNE_FROM: usize = 10_000;
+
+/// Counts kept in this process. Entries that no longer matter are pruned as the maps
+/// grow: a bucket once it would have refilled completely (it is then the same as a new
+/// one), failure counts a day after the last failure.
 #[derive(Default)]
 pub struct MemoryLimiter {
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    buckets: Mutex<Pruned<(f64, Instant, Duration)>>,
+    failures: Mutex<Pruned<(u32, Instant)>>,
+}
+
+/// A map that is pruned when it grows.
+struct Pruned<V> {
+    map: HashMap<String, V>,
+    next_prune: usize,
+}
+
+impl<V> Default for Pruned<V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            next_prune: PRUNE_FROM,
+        }
+    }
+}
+
+impl<V> Pruned<V> {
+    fn prune_if_large(&mut self, keep: impl Fn(&V) -> bool) {
+        if self.map.len() >= self.next_prune {
+            self.map.retain(|_, v| keep(v));
+            self.next_prune = PRUNE_FROM.max(self.map.len() * 2);
+        }
+    }
 }
 
 impl Limiter for MemoryLimiter {
     fn take(&self, key: &str, per_minute: u32, burst: u32) -> Result<(), Duration> {
         let now = Instant::now();
         let rate = f64::from(per_minute.max(1)) / 60.0;
+        let refill = Duration::from_secs_f64(f64::from(burst) / rate);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, at) = buckets
-            .entry(key.to_owned())
-            .or_insert((f64::from(burst), now));
+        buckets.prune_if_large(|(_, at, refill)| at.elapsed() < *refill);
+        let (tokens, at, _) =
+            buckets
+                .map
+                .entry(key.to_owned())
+                .or_insert((f64::from(burst), now, refill));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(f64::from(burst));
         *at = now;
         if *tokens >= 1.0 {
@@ -71,13 +107,16 @@ impl Limiter for MemoryLimiter {
     fn failures(&self, key: &str) -> (u32, Option<Instant>) {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures
+            .map
             .get(key)
             .map_or((0, None), |(n, at)| (*n, Some(*at)))
     }
 
     fn fail(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.prune_if_large(|(_, at)| at.elapsed() < FORGET_FAILURES_AFTER);
         let entry = failures
+            .map
             .entry(key.to_owned())
             .or_insert((0, Instant::now()));
         entry.0 += 1;
@@ -88,6 +127,7 @@ impl Limiter for MemoryLimiter {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .map
             .remove(key);
     }
 }
@@ -134,10 +174,7 @@ impl Throttle {
         if !self.config.enabled {
             return Ok(());
         }
-        let key = format!(
-            "ip:{}",
-            ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-        );
+        let key = format!("ip:{}", address_key(ip));
         self.limiter
             .take(&key, self.config.per_minute, self.config.burst)
             .map_err(|wait| limited("attempts from this address", wait))
@@ -158,7 +195,9 @@ impl Throttle {
                 return Err(limited("failed sign-ins", left));
             }
         }
-        let (n, last) = self.limiter.failures(&format!("account:{account}"));
+        let (n, last) = self
+            .limiter
+            .failures(&format!("account:{}", account_key(account)));
         if n >= LOCK_AFTER
             && let Some(left) = last
                 .and_then(|last| LOCK_FOR.checked_sub(last.elapsed()))
@@ -175,7 +214,7 @@ impl Throttle {
             return;
         }
         let pair = pair(account, ip);
-        let whole = format!("account:{account}");
+        let whole = format!("account:{}", account_key(account));
         if succeeded {
             self.limiter.reset(&pair);
             self.limiter.reset(&whole);
@@ -187,10 +226,30 @@ impl Throttle {
 }
 
 fn pair(account: &str, ip: Option<IpAddr>) -> String {
-    format!(
-        "pair:{account}:{}",
-        ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-    )
+    format!("pair:{}:{}", account_key(account), address_key(ip))
+}
+
+/// The part of an address that identifies a client: all of an IPv4 address, the /64
+/// network of an IPv6 one, since one client commonly holds a whole /64.
+fn address_key(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// An account's key: the email as typed, bounded, so that junk cannot make keys of any
+/// size.
+fn account_key(account: &str) -> &str {
+    let end = account
+        .char_indices()
+        .nth(254)
+        .map_or(account.len(), |(i, _)| i);
+    &account[..end]
 }
 
 #[cfg(test)]
@@ -209,6 +268,30 @@ mod tests {
             "{wait:?}"
         );
         assert!(l.take("other", 60, 3).is_ok(), "keys are separate");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_known_by_its_network() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(Some(a)), address_key(Some(b)));
+        assert_ne!(address_key(Some(a)), address_key(Some(c)));
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        assert_eq!(address_key(Some(mapped)), "10.0.0.5");
+    }
+
+    #[test]
+    fn idle_buckets_are_pruned_as_the_map_grows() {
+        let l = MemoryLimiter::default();
+        // Fast refill: every bucket is full again within a millisecond.
+        for i in 0..PRUNE_FROM {
+            l.take(&format!("k{i}"), 600_000, 1).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        l.take("one more", 600_000, 1).unwrap();
+        let size = l.buckets.lock().unwrap().map.len();
+        assert!(size < 10, "idle buckets were dropped: {size} left");
     }
 
     #[test]

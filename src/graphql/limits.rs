@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    ErrorExtensionValues, Pos, ServerError, ServerResult, Variables,
+    ErrorExtensionValues, Name, Pos, ServerError, ServerResult, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
@@ -23,32 +23,75 @@ impl ExtensionFactory for AliasLimit {
 
 struct AliasLimitExtension(usize);
 
-fn aliases(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|item| match &item.node {
+/// Counts the aliases one operation executes, each fragment spread counted where it is
+/// spread (as often as it is), and stops as soon as the count passes `limit`: spreading
+/// can multiply a fragment many times over. A fragment spread within itself, which
+/// validation refuses later, is not followed.
+fn aliases(
+    set: &SelectionSet,
+    document: &ExecutableDocument,
+    limit: usize,
+    within: &mut Vec<Name>,
+) -> usize {
+    let mut found = 0;
+    for item in &set.items {
+        found += match &item.node {
             Selection::Field(f) => {
-                usize::from(f.node.alias.is_some()) + aliases(&f.node.selection_set.node)
+                usize::from(f.node.alias.is_some())
+                    + aliases(
+                        &f.node.selection_set.node,
+                        document,
+                        limit - found.min(limit),
+                        within,
+                    )
             }
-            Selection::InlineFragment(i) => aliases(&i.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
+            Selection::InlineFragment(i) => aliases(
+                &i.node.selection_set.node,
+                document,
+                limit - found.min(limit),
+                within,
+            ),
+            Selection::FragmentSpread(spread) => {
+                let name = &spread.node.fragment_name.node;
+                match document.fragments.get(name) {
+                    Some(fragment) if !within.contains(name) => {
+                        within.push(name.clone());
+                        let n = aliases(
+                            &fragment.node.selection_set.node,
+                            document,
+                            limit - found.min(limit),
+                            within,
+                        );
+                        within.pop();
+                        n
+                    }
+                    _ => 0,
+                }
+            }
+        };
+        if found > limit {
+            break;
+        }
+    }
+    found
 }
 
-/// Aliases in every operation and fragment of a document.
-fn count(document: &ExecutableDocument) -> usize {
-    let in_operations: usize = document
+/// The most aliases any operation of the document executes (past `limit`, any count
+/// above it).
+fn count(document: &ExecutableDocument, limit: usize) -> usize {
+    document
         .operations
         .iter()
-        .map(|(_, op)| aliases(&op.node.selection_set.node))
-        .sum();
-    let in_fragments: usize = document
-        .fragments
-        .values()
-        .map(|f| aliases(&f.node.selection_set.node))
-        .sum();
-    in_operations + in_fragments
+        .map(|(_, op)| {
+            aliases(
+                &op.node.selection_set.node,
+                document,
+                limit,
+                &mut Vec::new(),
+            )
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 #[async_trait::async_trait]
@@ -61,11 +104,10 @@ impl Extension for AliasLimitExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
-        let found = count(&document);
-        if found > self.0 {
+        if count(&document, self.0) > self.0 {
             let mut error = ServerError::new(
                 format!(
-                    "the query uses {found} aliases; at most {} are allowed",
+                    "the operation uses more than {} aliases, the most allowed",
                     self.0
                 ),
                 Some(Pos { line: 1, column: 1 }),

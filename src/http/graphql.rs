@@ -188,26 +188,39 @@ fn refused_as_a_whole(response: &async_graphql::Response) -> Option<u64> {
 }
 
 /// The client's address: the socket peer, unless that is a trusted proxy, in which case
-/// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
+/// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy. A hop
+/// that cannot be read ends the walk at the last trusted address, so that nothing written
+/// to its left by the client counts.
 fn client_ip(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-    let peer = peer?.ip();
-    if !state.trusted_proxies.contains(&peer) {
-        return Some(peer);
+    let trusted = |ip: &IpAddr| state.trusted_proxies.contains(&ip.to_canonical());
+    let mut client = peer?.ip().to_canonical();
+    if !trusted(&client) {
+        return Some(client);
     }
-    let forwarded: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.to_str().unwrap_or(""))
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
         .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !state.trusted_proxies.contains(ip))
-            .unwrap_or(peer),
-    )
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop.trim()) else {
+            break;
+        };
+        client = ip;
+        if !trusted(&ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// An address as proxies write it in `X-Forwarded-For`: `ip`, `ip:port` or `[ip]:port`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
 }
 
 /// Whether the operation a request selects is a mutation. A request that does not parse

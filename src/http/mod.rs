@@ -46,9 +46,24 @@ pub struct AppState {
 
 /// `/metrics` alone, for serving on its own address.
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(health::metrics))
-        .with_state(state)
+    security_headers(
+        Router::new()
+            .route("/metrics", get(health::metrics))
+            .with_state(state),
+    )
+}
+
+/// `nosniff` and `no-referrer` on every response.
+fn security_headers(router: Router) -> Router {
+    router
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("no-referrer"),
+        ))
 }
 
 /// Cross-origin access for the listed origins only, with credentials; none when the list

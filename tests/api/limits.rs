@@ -112,7 +112,26 @@ async fn aliases_are_limited(db: TestDb) {
         )
         .await;
     assert_eq!(over.code(), "GRAPHQL_VALIDATION_FAILED");
-    assert!(over.message().contains("16 aliases"), "{}", over.message());
+    assert!(
+        over.message().contains("more than 15 aliases"),
+        "{}",
+        over.message()
+    );
+    // A fragment counts each time it is spread: 8 aliases spread under two parents is 16
+    // (plus the 2 parents).
+    let spread = format!(
+        "{{ a: me {{ ...Eight }} b: me {{ ...Eight }} }} fragment Eight on User {{ {} }}",
+        aliased(8, "id")
+    );
+    assert_eq!(
+        app.gql(Some(&t.access), &spread, json!({})).await.code(),
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    let within = format!(
+        "{{ a: me {{ ...Six }} b: me {{ ...Six }} }} fragment Six on User {{ {} }}",
+        aliased(6, "id")
+    );
+    app.gql(Some(&t.access), &within, json!({})).await.ok();
     // Aliases inside fragments count, and a refused mutation runs not once.
     let many = format!(
         "mutation {{ ...Many }} fragment Many on Mutation {{ {} }}",

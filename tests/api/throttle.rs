@@ -187,6 +187,26 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(db: TestDb) {
             .code(),
         "UNAUTHENTICATED"
     );
+    // `ip:port` is read as the address.
+    let code = login_from(&app, Some("203.0.113.2:5555"), "x@example.com", "pw").await;
+    assert_eq!(code.code(), "UNAUTHENTICATED");
+    let code = login_from(&app, Some("203.0.113.2"), "x@example.com", "pw").await;
+    assert_eq!(code.code(), "RATE_LIMITED");
+    // A hop that cannot be read ends the walk: the proxy's own address counts, whatever
+    // the client wrote to the left of it.
+    for _ in 0..2 {
+        login_from(
+            &app,
+            Some("203.0.113.50, not-an-address"),
+            "x@example.com",
+            "pw",
+        )
+        .await;
+    }
+    assert_eq!(
+        login_from(&app, None, "x@example.com", "pw").await.code(),
+        "RATE_LIMITED"
+    );
 }
 
 async fn an_account_pauses_after_a_hundred_failures_from_anywhere(db: TestDb) {
