@@ -4,6 +4,7 @@
 use std::{
     future::{Future, IntoFuture},
     net::SocketAddr,
+    sync::Arc,
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -57,20 +58,10 @@ pub enum StartError {
 /// A ready application: connected, migrated, with its services.
 #[derive(Clone)]
 pub struct App {
-    /// Bounds on requests.
-    pub limits: crate::config::Limits,
-    /// Whether the GraphiQL page is served.
-    pub graphiql: bool,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: std::sync::Arc<Vec<std::net::IpAddr>>,
-    /// Browser sessions with the refresh token in a cookie.
-    pub refresh_cookie: bool,
-    /// Origins allowed to call with credentials.
-    pub cors_origins: std::sync::Arc<Vec<String>>,
+    /// The configuration the application was started with.
+    pub config: Arc<Config>,
     /// Renders the metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// Where `/metrics` is served when not on the main address.
-    pub metrics_listen: Option<SocketAddr>,
     /// The connection pool, shared with `auth` and closed when serving ends.
     pub db: Db,
     /// The authentication service the resolvers and the CLI call.
@@ -99,13 +90,8 @@ impl App {
             &config.exposure,
         );
         Ok(Self {
-            limits: config.limits,
-            graphiql: config.exposure.graphiql,
-            trusted_proxies: std::sync::Arc::new(config.trusted_proxies.clone()),
-            refresh_cookie: config.refresh_cookie,
-            cors_origins: std::sync::Arc::new(config.cors_origins.clone()),
+            config: Arc::new(config.clone()),
             metrics: crate::telemetry::metrics(),
-            metrics_listen: config.metrics_listen,
             db,
             auth,
             schema,
@@ -121,13 +107,8 @@ impl App {
         AppState {
             schema: self.schema.clone(),
             db: self.db.clone(),
-            limits: self.limits,
-            graphiql: self.graphiql,
-            trusted_proxies: self.trusted_proxies.clone(),
-            refresh_cookie: self.refresh_cookie,
-            cors_origins: self.cors_origins.clone(),
+            config: self.config.clone(),
             metrics: self.metrics.clone(),
-            metrics_here: self.metrics_listen.is_none(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
     app::{self, StartError},
@@ -21,178 +21,13 @@ use crate::{
 pub struct Cli {
     /// Settings shared by every command
     #[command(flatten)]
-    pub settings: SettingsArgs,
-    /// The command to run; serve when none is given
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-/// Settings shared by every command.
-#[derive(Args)]
-pub struct SettingsArgs {
-    /// Database: sqlite://path/to.db (created when missing) or postgres://user@host/db
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = defaults::DATABASE_URL,
-        global = true
-    )]
-    pub database_url: String,
-    /// Address and port to serve on
-    #[arg(
-        long,
-        env = "QUIRE_LISTEN",
-        default_value = defaults::LISTEN,
-        global = true
-    )]
-    pub listen: String,
-    /// development or production
-    #[arg(
-        long = "env",
-        env = "QUIRE_ENV",
-        default_value = defaults::ENVIRONMENT,
-        global = true
-    )]
-    pub environment: String,
-    /// Key that signs access tokens, at least 32 bytes; when unset, a random key is
-    /// generated on first start and kept in the database
-    #[arg(long, env = "QUIRE_JWT_SECRET", hide_env_values = true, global = true)]
-    pub jwt_secret: Option<String>,
-    /// Lifetime of access tokens (e.g. 15m)
-    #[arg(
-        long,
-        env = "QUIRE_ACCESS_TOKEN_TTL",
-        default_value = defaults::ACCESS_TOKEN_TTL,
-        global = true
-    )]
-    pub access_token_ttl: String,
-    /// Lifetime of a refresh token from its issue; each refresh issues a new one
-    #[arg(
-        long,
-        env = "QUIRE_REFRESH_TOKEN_TTL",
-        default_value = defaults::REFRESH_TOKEN_TTL,
-        global = true
-    )]
-    pub refresh_token_ttl: String,
-    /// Longest a session can last, however often it is refreshed
-    #[arg(
-        long,
-        env = "QUIRE_SESSION_MAX_AGE",
-        default_value = defaults::SESSION_MAX_AGE,
-        global = true
-    )]
-    pub session_max_age: String,
-    /// How long a just-used refresh token still returns the same new token, so that
-    /// concurrent refreshes do not end the session
-    #[arg(
-        long,
-        env = "QUIRE_REFRESH_REUSE_GRACE",
-        default_value = defaults::REFRESH_REUSE_GRACE,
-        global = true
-    )]
-    pub refresh_reuse_grace: String,
-    /// How deeply a query's selections may nest
-    #[arg(long, env = "QUIRE_MAX_DEPTH", default_value = defaults::MAX_DEPTH, global = true)]
-    pub max_depth: String,
-    /// The most a query may cost; a connection field costs its `first` times its selection
-    #[arg(
-        long,
-        env = "QUIRE_MAX_COMPLEXITY",
-        default_value = defaults::MAX_COMPLEXITY,
-        global = true
-    )]
-    pub max_complexity: String,
-    /// The most aliased fields in one operation
-    #[arg(long, env = "QUIRE_MAX_ALIASES", default_value = defaults::MAX_ALIASES, global = true)]
-    pub max_aliases: String,
-    /// The largest request body, e.g. 1MiB, 64KiB or 4096 (bytes)
-    #[arg(long, env = "QUIRE_MAX_BODY", default_value = defaults::MAX_BODY, global = true)]
-    pub max_body: String,
-    /// Serve schema introspection and "did you mean" hints: true or false (default: true in
-    /// development, false in production)
-    #[arg(long, env = "QUIRE_INTROSPECTION", global = true)]
-    pub introspection: Option<String>,
-    /// Serve the GraphiQL page on GET /graphql: true or false (default: true in
-    /// development, false in production)
-    #[arg(long, env = "QUIRE_GRAPHIQL", global = true)]
-    pub graphiql: Option<String>,
-    /// Log format: text or json (default: text in development, json in production)
-    #[arg(long, env = "QUIRE_LOG_FORMAT", global = true)]
-    pub log_format: Option<String>,
-    /// The most operations in one batch (a JSON array of requests)
-    #[arg(long, env = "QUIRE_MAX_BATCH", default_value = defaults::MAX_BATCH, global = true)]
-    pub max_batch: String,
-    /// Brute-force protection: on or off
-    #[arg(long, env = "QUIRE_RATE_LIMIT", default_value = defaults::RATE_LIMIT, global = true)]
-    pub rate_limit: String,
-    /// Credential operations (login, register, refresh, …) allowed per minute per client IP
-    #[arg(
-        long,
-        env = "QUIRE_RATE_LIMIT_PER_MINUTE",
-        default_value = defaults::RATE_LIMIT_PER_MINUTE,
-        global = true
-    )]
-    pub rate_limit_per_minute: String,
-    /// How many of those may come at once
-    #[arg(
-        long,
-        env = "QUIRE_RATE_LIMIT_BURST",
-        default_value = defaults::RATE_LIMIT_BURST,
-        global = true
-    )]
-    pub rate_limit_burst: String,
-    /// Comma-separated IP addresses of reverse proxies whose X-Forwarded-For is believed
-    #[arg(long, env = "QUIRE_TRUSTED_PROXIES", default_value = "", global = true)]
-    pub trusted_proxies: String,
-    /// Browser sessions: keep the refresh token in an HttpOnly cookie instead of the payload
-    #[arg(
-        long,
-        env = "QUIRE_REFRESH_COOKIE",
-        default_value = "false",
-        global = true
-    )]
-    pub refresh_cookie: String,
-    /// Comma-separated web origins allowed to call with credentials, e.g.
-    /// https://app.example.com
-    #[arg(long, env = "QUIRE_CORS_ORIGINS", default_value = "", global = true)]
-    pub cors_origins: String,
-    /// Serve /metrics on this address and port instead of the main one, so that it need
-    /// not be public
-    #[arg(long, env = "QUIRE_METRICS_LISTEN", default_value = "", global = true)]
-    pub metrics_listen: String,
+    pub settings: Settings,
     /// Log filter, e.g. info, debug or quire=debug,info
     #[arg(long, env = "QUIRE_LOG", default_value = defaults::LOG, global = true)]
     pub log: String,
-}
-
-impl SettingsArgs {
-    fn settings(&self) -> Settings {
-        Settings {
-            database_url: self.database_url.clone(),
-            listen: self.listen.clone(),
-            environment: self.environment.clone(),
-            jwt_secret: self.jwt_secret.clone(),
-            access_token_ttl: self.access_token_ttl.clone(),
-            refresh_token_ttl: self.refresh_token_ttl.clone(),
-            session_max_age: self.session_max_age.clone(),
-            refresh_reuse_grace: self.refresh_reuse_grace.clone(),
-            max_depth: self.max_depth.clone(),
-            max_complexity: self.max_complexity.clone(),
-            max_aliases: self.max_aliases.clone(),
-            max_body: self.max_body.clone(),
-            max_batch: self.max_batch.clone(),
-            introspection: self.introspection.clone(),
-            graphiql: self.graphiql.clone(),
-            log_format: self.log_format.clone(),
-            rate_limit: self.rate_limit.clone(),
-            rate_limit_per_minute: self.rate_limit_per_minute.clone(),
-            rate_limit_burst: self.rate_limit_burst.clone(),
-            trusted_proxies: self.trusted_proxies.clone(),
-            refresh_cookie: self.refresh_cookie.clone(),
-            cors_origins: self.cors_origins.clone(),
-            metrics_listen: self.metrics_listen.clone(),
-        }
-    }
+    /// The command to run; serve when none is given
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
 /// What to do.
@@ -291,8 +126,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         print!("{}", graphql::sdl());
         return Ok(());
     }
-    let config = Config::from_settings(&cli.settings.settings())?;
-    telemetry::init(&cli.settings.log, config.exposure.json_logs)?;
+    let config = Config::from_settings(&cli.settings)?;
+    telemetry::init(&cli.log, config.exposure.json_logs)?;
     match command {
         Command::Serve => app::run(config).await?,
         Command::Migrate { revert } => migrate(&config, revert).await?,

@@ -222,55 +222,139 @@ pub struct Limits {
     pub max_batch: usize,
 }
 
-/// The raw settings as strings, before validation.
-#[derive(Clone)]
+/// The raw settings as strings, before validation, as flags, the environment or a `.env`
+/// file give them (the doc comments are the `--help` text).
+#[derive(Clone, clap::Args)]
 pub struct Settings {
-    /// `DATABASE_URL`: a `sqlite:` or `postgres:` URL.
+    /// Database: sqlite://path/to.db (created when missing) or postgres://user@host/db
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = defaults::DATABASE_URL,
+        global = true
+    )]
     pub database_url: String,
-    /// `QUIRE_LISTEN`: an address and port such as `127.0.0.1:8000`.
+    /// Address and port to serve on
+    #[arg(
+        long,
+        env = "QUIRE_LISTEN",
+        default_value = defaults::LISTEN,
+        global = true
+    )]
     pub listen: String,
-    /// `QUIRE_ENV`: `development` (`dev`) or `production` (`prod`), in any case.
+    /// development or production
+    #[arg(
+        long = "env",
+        env = "QUIRE_ENV",
+        default_value = defaults::ENVIRONMENT,
+        global = true
+    )]
     pub environment: String,
-    /// `QUIRE_JWT_SECRET`: the signing key; unset or empty means one is generated and kept
-    /// in the database.
+    /// Key that signs access tokens, at least 32 bytes; when unset, a random key is
+    /// generated on first start and kept in the database
+    #[arg(long, env = "QUIRE_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
-    /// `QUIRE_ACCESS_TOKEN_TTL`: a duration as [`parse_duration`] reads it, above zero.
+    /// Lifetime of access tokens (e.g. 15m)
+    #[arg(
+        long,
+        env = "QUIRE_ACCESS_TOKEN_TTL",
+        default_value = defaults::ACCESS_TOKEN_TTL,
+        global = true
+    )]
     pub access_token_ttl: String,
-    /// `QUIRE_REFRESH_TOKEN_TTL`: a duration, above zero.
+    /// Lifetime of a refresh token from its issue; each refresh issues a new one
+    #[arg(
+        long,
+        env = "QUIRE_REFRESH_TOKEN_TTL",
+        default_value = defaults::REFRESH_TOKEN_TTL,
+        global = true
+    )]
     pub refresh_token_ttl: String,
-    /// `QUIRE_SESSION_MAX_AGE`: a duration, above zero.
+    /// Longest a session can last, however often it is refreshed
+    #[arg(
+        long,
+        env = "QUIRE_SESSION_MAX_AGE",
+        default_value = defaults::SESSION_MAX_AGE,
+        global = true
+    )]
     pub session_max_age: String,
-    /// `QUIRE_REFRESH_REUSE_GRACE`: a duration, possibly zero.
+    /// How long a just-used refresh token still returns the same new token, so that
+    /// concurrent refreshes do not end the session
+    #[arg(
+        long,
+        env = "QUIRE_REFRESH_REUSE_GRACE",
+        default_value = defaults::REFRESH_REUSE_GRACE,
+        global = true
+    )]
     pub refresh_reuse_grace: String,
-    /// `QUIRE_MAX_DEPTH`: a whole number above zero.
+    /// How deeply a query's selections may nest
+    #[arg(long, env = "QUIRE_MAX_DEPTH", default_value = defaults::MAX_DEPTH, global = true)]
     pub max_depth: String,
-    /// `QUIRE_MAX_COMPLEXITY`: a whole number above zero.
+    /// The most a query may cost; a connection field costs its `first` times its selection
+    #[arg(
+        long,
+        env = "QUIRE_MAX_COMPLEXITY",
+        default_value = defaults::MAX_COMPLEXITY,
+        global = true
+    )]
     pub max_complexity: String,
-    /// `QUIRE_MAX_ALIASES`: a whole number.
+    /// The most aliased fields in one operation
+    #[arg(long, env = "QUIRE_MAX_ALIASES", default_value = defaults::MAX_ALIASES, global = true)]
     pub max_aliases: String,
-    /// `QUIRE_MAX_BODY`: a size such as `1MiB`, `64KiB` or `4096`.
+    /// The largest request body, e.g. 1MiB, 64KiB or 4096 (bytes)
+    #[arg(long, env = "QUIRE_MAX_BODY", default_value = defaults::MAX_BODY, global = true)]
     pub max_body: String,
-    /// `QUIRE_MAX_BATCH`: a whole number above zero.
-    pub max_batch: String,
-    /// `QUIRE_INTROSPECTION`: true or false; unset follows `QUIRE_ENV`.
+    /// Serve schema introspection and "did you mean" hints: true or false (default: true in
+    /// development, false in production)
+    #[arg(long, env = "QUIRE_INTROSPECTION", global = true)]
     pub introspection: Option<String>,
-    /// `QUIRE_GRAPHIQL`: true or false; unset follows `QUIRE_ENV`.
+    /// Serve the GraphiQL page on GET /graphql: true or false (default: true in
+    /// development, false in production)
+    #[arg(long, env = "QUIRE_GRAPHIQL", global = true)]
     pub graphiql: Option<String>,
-    /// `QUIRE_LOG_FORMAT`: text or json; unset follows `QUIRE_ENV`.
+    /// Log format: text or json (default: text in development, json in production)
+    #[arg(long, env = "QUIRE_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
-    /// `QUIRE_RATE_LIMIT`: on or off.
+    /// The most operations in one batch (a JSON array of requests)
+    #[arg(long, env = "QUIRE_MAX_BATCH", default_value = defaults::MAX_BATCH, global = true)]
+    pub max_batch: String,
+    /// Brute-force protection: on or off
+    #[arg(long, env = "QUIRE_RATE_LIMIT", default_value = defaults::RATE_LIMIT, global = true)]
     pub rate_limit: String,
-    /// `QUIRE_RATE_LIMIT_PER_MINUTE`: credential operations a minute per IP.
+    /// Credential operations (login, register, refresh, …) allowed per minute per client IP
+    #[arg(
+        long,
+        env = "QUIRE_RATE_LIMIT_PER_MINUTE",
+        default_value = defaults::RATE_LIMIT_PER_MINUTE,
+        global = true
+    )]
     pub rate_limit_per_minute: String,
-    /// `QUIRE_RATE_LIMIT_BURST`: how many of them at once.
+    /// How many of those may come at once
+    #[arg(
+        long,
+        env = "QUIRE_RATE_LIMIT_BURST",
+        default_value = defaults::RATE_LIMIT_BURST,
+        global = true
+    )]
     pub rate_limit_burst: String,
-    /// `QUIRE_TRUSTED_PROXIES`: comma-separated IP addresses.
+    /// Comma-separated IP addresses of reverse proxies whose X-Forwarded-For is believed
+    #[arg(long, env = "QUIRE_TRUSTED_PROXIES", default_value = "", global = true)]
     pub trusted_proxies: String,
-    /// `QUIRE_REFRESH_COOKIE`: true or false.
+    /// Browser sessions: keep the refresh token in an HttpOnly cookie instead of the payload
+    #[arg(
+        long,
+        env = "QUIRE_REFRESH_COOKIE",
+        default_value = "false",
+        global = true
+    )]
     pub refresh_cookie: String,
-    /// `QUIRE_CORS_ORIGINS`: comma-separated origins such as `https://app.example.com`.
+    /// Comma-separated web origins allowed to call with credentials, e.g.
+    /// https://app.example.com
+    #[arg(long, env = "QUIRE_CORS_ORIGINS", default_value = "", global = true)]
     pub cors_origins: String,
-    /// `QUIRE_METRICS_LISTEN`: an address and port, or empty for the main address.
+    /// Serve /metrics on this address and port instead of the main one, so that it need
+    /// not be public
+    #[arg(long, env = "QUIRE_METRICS_LISTEN", default_value = "", global = true)]
     pub metrics_listen: String,
 }
 

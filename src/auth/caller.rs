@@ -135,35 +135,37 @@ impl Caller {
 
     /// The signed-in caller, or UNAUTHENTICATED.
     pub async fn identity(&self, auth: &Auth) -> AppResult<&Identity> {
-        let loaded =
-            self.identity
-                .get_or_try_init(|| async {
-                    if let Credentials::ApiKey(secret) = &self.credentials {
-                        return Ok(auth.identify_api_key(secret).await?.map(|(user, key)| {
-                            Identity {
-                                user,
-                                credential: Credential::ApiKey {
-                                    id: key.id,
-                                    scopes: Scopes::from_text(&key.scopes),
-                                },
-                            }
-                        }));
-                    }
-                    let claims = match self.claims(auth) {
-                        Ok(c) => c,
-                        Err(AppError::Unauthenticated(why)) => return Ok(Err(why)),
-                        Err(other) => return Err(other),
-                    };
-                    load(auth, &claims).await
-                })
-                .await?;
-        if let Ok(who) = loaded {
-            // Names the user on the request's log lines.
-            tracing::Span::current().record("user_id", tracing::field::display(who.user.id));
-        }
-        loaded
+        self.identity
+            .get_or_try_init(|| self.resolve(auth))
+            .await?
             .as_ref()
             .map_err(|why| AppError::Unauthenticated(why))
+    }
+
+    /// Finds who the credentials stand for (once per request), and names the user on the
+    /// request's log lines.
+    async fn resolve(&self, auth: &Auth) -> AppResult<Result<Identity, &'static str>> {
+        let found = if let Credentials::ApiKey(secret) = &self.credentials {
+            auth.identify_api_key(secret)
+                .await?
+                .map(|(user, key)| Identity {
+                    user,
+                    credential: Credential::ApiKey {
+                        id: key.id,
+                        scopes: Scopes::from_text(&key.scopes),
+                    },
+                })
+        } else {
+            match self.claims(auth) {
+                Ok(claims) => load(auth, &claims).await?,
+                Err(AppError::Unauthenticated(why)) => Err(why),
+                Err(other) => return Err(other),
+            }
+        };
+        if let Ok(who) = &found {
+            tracing::Span::current().record("user_id", tracing::field::display(who.user.id));
+        }
+        Ok(found)
     }
 }
 

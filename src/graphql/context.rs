@@ -32,7 +32,7 @@ pub fn loader<'a>(ctx: &Context<'a>) -> &'a DataLoader<DbLoader> {
 
 /// The caller of this request.
 pub fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
-    ctx.data_unchecked::<Caller>()
+    ctx.data_unchecked::<Arc<Caller>>()
 }
 
 /// What the client told us about itself.

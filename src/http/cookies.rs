@@ -50,7 +50,7 @@ pub fn clear() -> String {
 /// Middleware: a request carrying the refresh cookie and an `Origin` must come from one
 /// of the listed origins, so that another site cannot ride on the cookie (CSRF).
 pub async fn origin_check(
-    origins: std::sync::Arc<Vec<String>>,
+    config: std::sync::Arc<crate::config::Config>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -61,7 +61,7 @@ pub async fn origin_check(
         .map(|o| o.trim_end_matches('/').to_owned());
     if let Some(origin) = origin
         && read(req.headers()).is_some()
-        && !origins.contains(&origin)
+        && !config.cors_origins.contains(&origin)
     {
         return super::limits::refusal(
             StatusCode::FORBIDDEN,

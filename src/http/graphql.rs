@@ -48,13 +48,13 @@ pub async fn post(
         Ok(batch) => {
             let batch = batch.into_inner();
             let operations = batch.iter().count();
-            if operations > state.limits.max_batch {
+            if operations > state.config.limits.max_batch {
                 return super::limits::refusal(
                     StatusCode::BAD_REQUEST,
                     "GRAPHQL_VALIDATION_FAILED",
                     &format!(
                         "a batch may hold at most {} operations; this one holds {operations}",
-                        state.limits.max_batch
+                        state.config.limits.max_batch
                     ),
                 );
             }
@@ -72,7 +72,7 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let ip = client_ip(&state, peer, &headers);
-    if state.graphiql && wants_html(&headers) {
+    if state.config.exposure.graphiql && wants_html(&headers) {
         let page = GraphiQLSource::build()
             .endpoint("/graphql")
             .title("quire GraphiQL")
@@ -133,17 +133,17 @@ async fn execute(
     };
     let api_key = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
     let session = BrowserSession {
-        enabled: state.refresh_cookie,
+        enabled: state.config.refresh_cookie,
         token: super::cookies::read(headers),
     };
     // One loader and one credential budget for the whole HTTP request, batch or not.
     let (loader, batches) = loaders::for_request(state.db.clone());
     let loader = Arc::new(loader);
     let budget = CredentialBudget::default();
+    // One caller too: its identity is loaded once, however many operations ask.
+    let caller = Arc::new(Caller::from_headers(authorization, api_key));
     for request in batch.iter_mut() {
-        request
-            .data
-            .insert(Caller::from_headers(authorization, api_key));
+        request.data.insert(caller.clone());
         request.data.insert(client.clone());
         request.data.insert(loader.clone());
         request.data.insert(budget.clone());
@@ -192,7 +192,7 @@ fn refused_as_a_whole(response: &async_graphql::Response) -> Option<u64> {
 /// that cannot be read ends the walk at the last trusted address, so that nothing written
 /// to its left by the client counts.
 fn client_ip(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-    let trusted = |ip: &IpAddr| state.trusted_proxies.contains(&ip.to_canonical());
+    let trusted = |ip: &IpAddr| state.config.trusted_proxies.contains(&ip.to_canonical());
     let mut client = peer?.ip().to_canonical();
     if !trusted(&client) {
         return Some(client);

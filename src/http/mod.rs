@@ -19,29 +19,21 @@ use tower_http::{
     timeout::TimeoutLayer,
 };
 
-use crate::{config::Limits, db::Db, graphql::AppSchema};
+use std::sync::Arc;
+
+use crate::{config::Config, db::Db, graphql::AppSchema};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
     /// The GraphQL schema with its services.
     pub schema: AppSchema,
-    /// The database, for the readiness probe.
+    /// The database, for the readiness probe and the loaders.
     pub db: Db,
-    /// Bounds on requests.
-    pub limits: Limits,
-    /// Whether `GET /graphql` serves GraphiQL to browsers.
-    pub graphiql: bool,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: std::sync::Arc<Vec<std::net::IpAddr>>,
-    /// Browser sessions with the refresh token in a cookie.
-    pub refresh_cookie: bool,
-    /// Origins allowed to call with credentials.
-    pub cors_origins: std::sync::Arc<Vec<String>>,
+    /// The configuration: limits, exposure, proxies, cookies, origins.
+    pub config: Arc<Config>,
     /// Renders the metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// Whether `/metrics` is served on the main address (else on its own).
-    pub metrics_here: bool,
 }
 
 /// `/metrics` alone, for serving on its own address.
@@ -92,8 +84,8 @@ fn cors(origins: &[String]) -> CorsLayer {
 
 /// The application's routes; `main` and the tests serve the very same router.
 pub fn router(state: AppState) -> Router {
-    let max_body = state.limits.max_body;
-    let origins = state.cors_origins.clone();
+    let max_body = state.config.limits.max_body;
+    let config = state.config.clone();
     let api = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .layer(middleware::from_fn(move |req, next| {
@@ -101,14 +93,15 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(middleware::from_fn(limits::json_posts_only))
         .layer(middleware::from_fn(move |req, next| {
-            cookies::origin_check(origins.clone(), req, next)
+            cookies::origin_check(config.clone(), req, next)
         }))
-        .layer(cors(&state.cors_origins));
+        .layer(cors(&state.config.cors_origins));
     let mut router = Router::new()
         .merge(api)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready));
-    if state.metrics_here {
+    // Unless it has an address of its own.
+    if state.config.metrics_listen.is_none() {
         router = router.route("/metrics", get(health::metrics));
     }
     router
