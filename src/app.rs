@@ -15,7 +15,8 @@ use crate::{
     config::{Config, ConfigError, Secret},
     db::{ConnectError, Db, settings},
     error::chain,
-    graphql::{self, AppSchema},
+    events::Events,
+    graphql::{self, AppSchema, documents::Documents},
     http::{self, AppState},
     posts::Posts,
 };
@@ -47,6 +48,9 @@ pub enum StartError {
         /// The operating system's reason.
         reason: String,
     },
+    /// The file of trusted documents could not be read, or holds a wrong hash.
+    #[error("QUIRE_PERSISTED_DOCUMENTS: {0}")]
+    Documents(String),
     /// Computing the dummy password hash ahead of the first login failed.
     #[error("cannot prepare password hashing: {0}")]
     Passwords(String),
@@ -68,6 +72,8 @@ pub struct App {
     pub auth: Auth,
     /// The GraphQL schema, with `auth` in its data.
     pub schema: AppSchema,
+    /// Persisted queries and trusted documents.
+    pub documents: Arc<Documents>,
 }
 
 impl App {
@@ -78,18 +84,34 @@ impl App {
             .await
             .map_err(|e| StartError::Migrate(chain(&e)))?;
         let secret = signing_secret(&db, config).await?;
-        let auth = Auth::new(db.clone(), &secret, config.auth.clone(), config.throttle);
+        let events = Events::default();
+        let auth = Auth::new(
+            db.clone(),
+            &secret,
+            config.auth.clone(),
+            config.throttle,
+            events.clone(),
+        );
         auth.passwords
             .warm_up()
             .await
             .map_err(|e| StartError::Passwords(e.to_string()))?;
         let schema = graphql::schema(
             auth.clone(),
-            Posts::new(db.clone()),
+            Posts::new(db.clone(), events.clone()),
             &config.limits,
             &config.exposure,
         );
+        let documents = Documents::load(&config.persisted).map_err(StartError::Documents)?;
+        if documents.trusted_len() > 0 {
+            tracing::info!(
+                documents = documents.trusted_len(),
+                persisted_only = config.persisted.only,
+                "trusted documents loaded"
+            );
+        }
         Ok(Self {
+            documents: Arc::new(documents),
             config: Arc::new(config.clone()),
             metrics: crate::telemetry::metrics(),
             db,
@@ -109,6 +131,8 @@ impl App {
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: self.metrics.clone(),
+            auth: self.auth.clone(),
+            documents: self.documents.clone(),
         }
     }
 

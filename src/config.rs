@@ -155,6 +155,23 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Where to serve `/metrics` instead of the main address (`QUIRE_METRICS_LISTEN`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Persisted queries and trusted documents.
+    pub persisted: Persisted,
+    /// Where the GraphiQL page loads its scripts and styles from
+    /// (`QUIRE_GRAPHIQL_ASSETS`), without a trailing slash.
+    pub graphiql_assets: String,
+}
+
+/// Operations sent by hash instead of in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persisted {
+    /// How many bytes of query text automatic persisted queries may keep
+    /// (`QUIRE_PERSISTED_QUERIES_CACHE`); 0 turns them off.
+    pub cache_bytes: usize,
+    /// A file of allowed operations (`QUIRE_PERSISTED_DOCUMENTS`).
+    pub documents: Option<std::path::PathBuf>,
+    /// Refuse every operation that is not in `documents` (`QUIRE_PERSISTED_ONLY`).
+    pub only: bool,
 }
 
 /// What the server shows of itself: everything in development; in production only what
@@ -203,6 +220,10 @@ pub mod defaults {
     pub const RATE_LIMIT_PER_MINUTE: &str = "30";
     /// `QUIRE_RATE_LIMIT_BURST`.
     pub const RATE_LIMIT_BURST: &str = "10";
+    /// `QUIRE_PERSISTED_QUERIES_CACHE`.
+    pub const PERSISTED_QUERIES_CACHE: &str = "4MiB";
+    /// `QUIRE_GRAPHIQL_ASSETS`: the npm packages as a public CDN serves them.
+    pub const GRAPHIQL_ASSETS: &str = "https://cdn.jsdelivr.net/npm";
 }
 
 /// Bounds on what one request may ask for; a request beyond them is refused before
@@ -337,6 +358,40 @@ pub struct Settings {
         global = true
     )]
     pub rate_limit_burst: String,
+    /// Memory for automatic persisted queries, e.g. 4MiB; 0 turns them off
+    #[arg(
+        long,
+        env = "QUIRE_PERSISTED_QUERIES_CACHE",
+        default_value = defaults::PERSISTED_QUERIES_CACHE,
+        global = true
+    )]
+    pub persisted_queries_cache: String,
+    /// A JSON file of allowed operations: a persisted query manifest, or an object from
+    /// SHA-256 hash to query text
+    #[arg(
+        long,
+        env = "QUIRE_PERSISTED_DOCUMENTS",
+        default_value = "",
+        global = true
+    )]
+    pub persisted_documents: String,
+    /// Refuse every operation not in QUIRE_PERSISTED_DOCUMENTS: true or false
+    #[arg(
+        long,
+        env = "QUIRE_PERSISTED_ONLY",
+        default_value = "false",
+        global = true
+    )]
+    pub persisted_only: String,
+    /// Base URL of the npm packages GraphiQL loads (react, react-dom, graphiql, graphql-ws),
+    /// laid out as <base>/<package>@<version>/<file>
+    #[arg(
+        long,
+        env = "QUIRE_GRAPHIQL_ASSETS",
+        default_value = defaults::GRAPHIQL_ASSETS,
+        global = true
+    )]
+    pub graphiql_assets: String,
     /// Comma-separated IP addresses of reverse proxies whose X-Forwarded-For is believed
     #[arg(long, env = "QUIRE_TRUSTED_PROXIES", default_value = "", global = true)]
     pub trusted_proxies: String,
@@ -414,6 +469,10 @@ impl Default for Settings {
             refresh_cookie: "false".to_owned(),
             cors_origins: String::new(),
             metrics_listen: String::new(),
+            persisted_queries_cache: defaults::PERSISTED_QUERIES_CACHE.to_owned(),
+            persisted_documents: String::new(),
+            persisted_only: "false".to_owned(),
+            graphiql_assets: defaults::GRAPHIQL_ASSETS.to_owned(),
         }
     }
 }
@@ -543,7 +602,45 @@ impl Config {
                 )
             })?),
         };
+        let persisted = Persisted {
+            cache_bytes: match s.persisted_queries_cache.trim() {
+                "0" => 0,
+                text => size("QUIRE_PERSISTED_QUERIES_CACHE", text)?,
+            },
+            documents: Some(s.persisted_documents.trim())
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from),
+            only: flag("QUIRE_PERSISTED_ONLY", Some(&s.persisted_only), false)?,
+        };
+        if persisted.only && persisted.documents.is_none() {
+            return Err(ConfigError::new(
+                "QUIRE_PERSISTED_ONLY",
+                "it needs QUIRE_PERSISTED_DOCUMENTS, the file of allowed operations",
+            ));
+        }
+        let graphiql_assets = s.graphiql_assets.trim().trim_end_matches('/').to_owned();
+        let host = graphiql_assets
+            .strip_prefix("https://")
+            .or_else(|| graphiql_assets.strip_prefix("http://"))
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("");
+        // It goes into the page and its Content-Security-Policy as it is.
+        let well_formed = !host.is_empty()
+            && !graphiql_assets
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "\"'<>\\?#;,".contains(c));
+        if !well_formed {
+            return Err(ConfigError::new(
+                "QUIRE_GRAPHIQL_ASSETS",
+                format!(
+                    "'{}' is not a URL such as https://cdn.jsdelivr.net/npm",
+                    s.graphiql_assets
+                ),
+            ));
+        }
         Ok(Self {
+            persisted,
+            graphiql_assets,
             database_url,
             listen,
             environment,

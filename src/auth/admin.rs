@@ -77,6 +77,7 @@ impl Auth {
         let ended = sessions::revoke_all(&mut tx, id, None, RevokeReason::Deactivated, now).await?;
         tx.commit().await?;
         tracing::info!(sessions_ended = ended, "user deactivated");
+        self.access_changed(id);
         Ok(user)
     }
 

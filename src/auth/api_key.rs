@@ -213,6 +213,7 @@ impl Auth {
         let now = db::now();
         api_keys::revoke(&mut conn, id, now).await?;
         tracing::info!("API key revoked");
+        self.access_changed(key.user_id);
         Ok(ApiKeyRow {
             revoked_at: key.revoked_at.or(Some(now)),
             ..key

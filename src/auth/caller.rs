@@ -142,6 +142,28 @@ impl Caller {
             .map_err(|why| AppError::Unauthenticated(why))
     }
 
+    /// Whether the identity this caller proved still holds: its session has not ended
+    /// (though its access token may have expired since), its key has not been revoked,
+    /// and the account is active. For connections that outlive their access token.
+    pub async fn still_valid(&self, auth: &Auth) -> AppResult<bool> {
+        let Some(Ok(who)) = self.identity.get() else {
+            return Ok(false);
+        };
+        match (&who.credential, &self.credentials) {
+            (Credential::Session(id), _) => {
+                let mut conn = auth.db.acquire().await?;
+                Ok(sessions::find_with_user(&mut conn, *id)
+                    .await?
+                    .is_some_and(|row| row.is_live_for(who.user.id, db::now())))
+            }
+            (Credential::ApiKey { id, .. }, Credentials::ApiKey(secret)) => Ok(auth
+                .identify_api_key(secret)
+                .await?
+                .is_ok_and(|(user, key)| key.id == *id && user.id == who.user.id)),
+            (Credential::ApiKey { .. }, _) => Ok(false),
+        }
+    }
+
     /// Finds who the credentials stand for (once per request), and names the user on the
     /// request's log lines.
     async fn resolve(&self, auth: &Auth) -> AppResult<Result<Identity, &'static str>> {
@@ -176,11 +198,7 @@ async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'stat
         return Ok(Err(ENDED));
     };
     let now = db::now();
-    if row.user.id != claims.sub
-        || row.revoked_at.is_some()
-        || now >= row.expires_at
-        || !row.user.is_active()
-    {
+    if !row.is_live_for(claims.sub, now) {
         return Ok(Err(ENDED));
     }
     if row.last_used_at < now - TOUCH_EVERY {

@@ -46,6 +46,7 @@ impl Auth {
         .await?;
         tx.commit().await?;
         tracing::info!(other_sessions_ended = ended, "password changed");
+        self.access_changed(who.user.id);
         Ok(true)
     }
 }

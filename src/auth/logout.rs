@@ -53,6 +53,7 @@ impl Auth {
         .await?
         {
             tracing::info!(%session_id, %user_id, "signed out");
+            self.access_changed(user_id);
         }
         Ok(true)
     }
@@ -70,6 +71,7 @@ impl Auth {
         )
         .await?;
         tracing::info!(sessions = n, "signed out everywhere");
+        self.access_changed(who.user.id);
         Ok(n)
     }
 
@@ -81,6 +83,7 @@ impl Auth {
             Some(s) if s.user_id == who.user.id => {
                 sessions::revoke(&mut conn, s.id, s.user_id, RevokeReason::Revoked, db::now())
                     .await?;
+                self.access_changed(s.user_id);
                 Ok(true)
             }
             _ => Err(AppError::NotFound("no such session".to_owned())),

@@ -33,6 +33,7 @@ use crate::{
         users::UserRow,
     },
     error::AppResult,
+    events::{Event, Events},
 };
 
 /// The authentication service.
@@ -50,6 +51,8 @@ pub struct Auth {
     pub throttle: throttle::Throttle,
     /// Token and session lifetimes.
     pub config: AuthConfig,
+    /// Where ended sessions and keys are announced.
+    pub events: Events,
 }
 
 /// What the client told us about itself, kept with its session.
@@ -96,8 +99,10 @@ impl Auth {
         secret: &Secret,
         config: AuthConfig,
         throttle: throttle::ThrottleConfig,
+        events: Events,
     ) -> Self {
         Self {
+            events,
             throttle: throttle::Throttle::new(throttle),
             db,
             access_tokens: AccessTokens::new(secret, config.access_token_ttl),
@@ -105,6 +110,11 @@ impl Auth {
             passwords: Passwords::new(),
             config,
         }
+    }
+
+    /// Tells the connections that rely on `user_id`'s sessions or keys to check them again.
+    fn access_changed(&self, user_id: Uuid) {
+        self.events.publish(Event::AccessChanged { user_id });
     }
 
     /// Starts a session for `user` inside `tx` and issues its first tokens.

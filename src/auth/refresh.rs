@@ -83,6 +83,7 @@ impl Auth {
                 "retired refresh token presented again; session revoked"
             );
             crate::telemetry::auth_event("refresh_token_reused");
+            self.access_changed(session.user_id);
             return Err(AppError::Unauthenticated(REUSED));
         }
         Err(AppError::Unauthenticated(INVALID))

@@ -59,6 +59,16 @@ pub struct SessionUserRow {
     pub user: UserRow,
 }
 
+impl SessionUserRow {
+    /// Whether, at `now`, this is a live session of `user_id`'s active account.
+    pub fn is_live_for(&self, user_id: Uuid, now: DateTime<Utc>) -> bool {
+        self.user.id == user_id
+            && self.revoked_at.is_none()
+            && now < self.expires_at
+            && self.user.is_active()
+    }
+}
+
 /// A session about to be inserted.
 pub struct NewSession<'a> {
     /// The new session's id (UUIDv7).

@@ -1,7 +1,10 @@
 //! Gives every error a stable `extensions.code`, including the errors async-graphql
 //! raises itself before or while executing an operation.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use async_graphql::{
     Response, ServerError, ServerResult, ValidationResult, Variables,
@@ -17,6 +20,18 @@ use crate::error::Code;
 pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 /// The operation does not fit the schema.
 pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+
+/// Set once an operation begins to execute: a response to a request carrying it unset
+/// failed before execution (parse, validation, variables), and so has no `data`.
+#[derive(Clone, Default)]
+pub struct ExecutionStarted(Arc<AtomicBool>);
+
+impl ExecutionStarted {
+    /// Whether execution began.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 /// The extension factory.
 pub struct ErrorCodes;
@@ -70,6 +85,9 @@ impl Extension for ErrorCodesExtension {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
+        if let Some(started) = ctx.data_opt::<ExecutionStarted>() {
+            started.0.store(true, Ordering::Release);
+        }
         let mut response = next.run(ctx, operation_name).await;
         // Resolvers return application errors, which carry their code already, and
         // argument values were checked during validation. Anything uncoded that is left is

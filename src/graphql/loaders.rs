@@ -65,6 +65,12 @@ pub fn for_request(db: Db) -> (DataLoader<DbLoader>, Arc<Batches>) {
     (loader, batches)
 }
 
+/// A loader for one subscription: its batches run on their own tasks, as events arrive
+/// outside any request for [`drive`] to work in.
+pub fn for_stream(db: Db) -> DataLoader<DbLoader> {
+    DataLoader::new(DbLoader { db }, tokio::spawn)
+}
+
 /// Forwards wake-ups to the task and notes that one happened.
 struct NotingWaker {
     task: Waker,

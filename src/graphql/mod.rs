@@ -1,9 +1,11 @@
 //! The GraphQL schema: roots, types, guards, loaders and the extensions that shape
-//! errors. Each concern contributes a part of the query and mutation roots.
+//! errors. Each concern contributes a part of the query and mutation roots; the
+//! subscription root is its own.
 
 pub mod accounts;
 pub mod connection;
 pub mod context;
+pub mod documents;
 pub mod error_codes;
 pub mod field_order;
 pub mod guards;
@@ -11,10 +13,13 @@ pub mod limits;
 pub mod loaders;
 pub mod operations;
 pub mod posts;
+pub mod subscriptions;
 pub mod types;
 pub mod users;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
+
+use subscriptions::SubscriptionRoot;
 
 use crate::{
     auth::Auth,
@@ -35,10 +40,10 @@ pub struct Mutation(
 );
 
 /// The schema type served by quire.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, SubscriptionRoot>;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, SubscriptionRoot> {
+    Schema::build(Query::default(), Mutation::default(), SubscriptionRoot)
         .extension(error_codes::ErrorCodes)
         .extension(field_order::FieldOrder)
         .extension(operations::OperationMetrics)

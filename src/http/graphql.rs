@@ -1,124 +1,138 @@
-//! `POST /graphql` and `GET /graphql`: GraphQL over HTTP, and GraphiQL for browsers.
+//! `POST /graphql` and `GET /graphql`: GraphQL over HTTP as the GraphQL-over-HTTP
+//! specification describes it, GraphiQL for browsers, and the WebSocket upgrade for
+//! subscriptions.
+//!
+//! Each request is read ([`super::wire`]), its document found (sent in full, or by hash:
+//! [`crate::graphql::documents`]) and parsed once here, and checked for what HTTP allows
+//! (no mutation over GET, no subscription over HTTP) before the executor sees it.
 
-use async_graphql::ParseRequestError;
-use async_graphql::{BatchRequest, BatchResponse};
-use async_graphql::{
-    http::GraphiQLSource,
-    parser::types::{DocumentOperations, OperationType},
-};
-use async_graphql_axum::{
-    GraphQLBatchRequest, GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection,
-};
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
 };
 
+use async_graphql::parser::types::OperationType;
 use axum::{
-    extract::{ConnectInfo, FromRequest, Request, State},
+    body::Bytes,
+    extract::{ConnectInfo, FromRequestParts, Request, State, ws::WebSocketUpgrade},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 
-use super::{AppState, cookies::BrowserSession, request_id::RequestId};
+use super::{
+    AppState,
+    cookies::BrowserSession,
+    request_id::RequestId,
+    wire::{self, Format, Outcome, Refused},
+};
 use crate::{
     auth::{Caller, ClientInfo},
     error::REQUEST_ID,
-    graphql::{context::CredentialBudget, loaders},
+    graphql::{
+        context::CredentialBudget, documents::Unrunnable, error_codes::ExecutionStarted, loaders,
+    },
 };
 
-/// What the GraphiQL page may load: its own inline script and style, the GraphiQL and
-/// React bundles, and requests to this server only.
-const GRAPHIQL_CSP: &str = "default-src 'none'; \
-    script-src 'unsafe-inline' https://unpkg.com; \
-    style-src 'unsafe-inline' https://unpkg.com; \
-    img-src 'self' data: https://graphql.org; font-src https://unpkg.com data:; \
-    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-/// Executes a GraphQL request sent as a POST body.
+/// Executes the GraphQL request, or batch of requests, in a POST body.
 pub async fn post(
     State(state): State<AppState>,
     axum::Extension(RequestId(id)): axum::Extension<RequestId>,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    request: Result<GraphQLBatchRequest, GraphQLRejection>,
+    body: Bytes,
 ) -> Response {
+    let Ok(format) = Format::negotiate(&headers) else {
+        return wire::not_acceptable();
+    };
+    let (requests, batch) = match wire::from_body(&body, state.config.limits.max_batch) {
+        Ok(read) => read,
+        Err(refused) => return refused.into_response(format),
+    };
     let ip = client_ip(&state, peer.map(|p| (p.0).0), &headers);
-    match request {
-        Ok(batch) => {
-            let batch = batch.into_inner();
-            let operations = batch.iter().count();
-            if operations > state.config.limits.max_batch {
-                return super::limits::refusal(
-                    StatusCode::BAD_REQUEST,
-                    "GRAPHQL_VALIDATION_FAILED",
-                    &format!(
-                        "a batch may hold at most {} operations; this one holds {operations}",
-                        state.config.limits.max_batch
-                    ),
-                );
-            }
-            execute(&state, id, ip, &headers, batch).await
-        }
-        Err(rejection) => bad_request(rejection),
-    }
+    let transport = Transport {
+        format,
+        over_get: false,
+        batch,
+    };
+    run(&state, id, ip, &headers, transport, requests).await
 }
 
-/// Serves GraphiQL to browsers, and executes a GraphQL request sent in the URL otherwise.
+/// Upgrades to a WebSocket for subscriptions; serves GraphiQL to browsers; and executes
+/// a query sent in the URL otherwise.
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
-    let headers = request.headers().clone();
-    let peer = request
-        .extensions()
+    let (mut parts, _) = request.into_parts();
+    if super::subscriptions::is_upgrade(&parts.headers) {
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => super::subscriptions::upgrade(state, upgrade, &parts).await,
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    let headers = parts.headers;
+    if state.config.exposure.graphiql && wants_html(&headers) {
+        return super::graphiql::page(&state.config.graphiql_assets);
+    }
+    let Ok(format) = Format::negotiate(&headers) else {
+        return wire::not_acceptable();
+    };
+    let request = match wire::from_url(parts.uri.query()) {
+        Ok(request) => request,
+        Err(refused) => return refused.into_response(format),
+    };
+    let peer = parts
+        .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let ip = client_ip(&state, peer, &headers);
-    if state.config.exposure.graphiql && wants_html(&headers) {
-        let page = GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("quire GraphiQL")
-            .finish();
-        return (
-            [(header::CONTENT_SECURITY_POLICY, GRAPHIQL_CSP)],
-            Html(page),
-        )
-            .into_response();
-    }
-    let id = request
-        .extensions()
+    let id = parts
+        .extensions
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    match GraphQLRequest::<GraphQLRejection>::from_request(request, &state).await {
-        Ok(request) => {
-            let request = request.into_inner();
-            if is_mutation(&request) {
-                return mutation_over_get();
-            }
-            execute(&state, id, ip, &headers, BatchRequest::Single(request)).await
-        }
-        Err(rejection) => bad_request(rejection),
+    let transport = Transport {
+        format,
+        over_get: true,
+        batch: false,
+    };
+    run(&state, id, ip, &headers, transport, vec![request]).await
+}
+
+/// How a request arrived.
+#[derive(Clone, Copy)]
+struct Transport {
+    format: Format,
+    over_get: bool,
+    batch: bool,
+}
+
+/// Finds, parses and checks one request's document: no subscription over HTTP, and no
+/// mutation over GET.
+fn prepare(
+    state: &AppState,
+    request: async_graphql::Request,
+    over_get: bool,
+) -> Result<async_graphql::Request, Unrunnable> {
+    let (request, ty) = state.documents.prepare(request)?;
+    match ty {
+        OperationType::Subscription => Err(Unrunnable::new(
+            "BAD_REQUEST",
+            "subscriptions are served over WebSocket on /graphql \
+             (graphql-transport-ws or graphql-ws)",
+        )),
+        OperationType::Mutation if over_get => Err(Unrunnable {
+            status: Some(StatusCode::METHOD_NOT_ALLOWED.as_u16()),
+            ..Unrunnable::new("METHOD_NOT_ALLOWED", "mutations must be sent with POST")
+        }),
+        _ => Ok(request),
     }
 }
 
-/// A request that is not a GraphQL request at all (malformed JSON, no query): 400, with
-/// the reason as a GraphQL error so that clients can show it like any other.
-fn bad_request(rejection: GraphQLRejection) -> Response {
-    let message = match rejection.0 {
-        ParseRequestError::InvalidRequest(e) => format!("the request body is not valid: {e}"),
-        other => format!("the request is not a GraphQL request: {other}"),
-    };
-    let body = serde_json::json!({
-        "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }]
-    });
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
-}
-
-async fn execute(
+async fn run(
     state: &AppState,
     request_id: String,
     ip: Option<IpAddr>,
     headers: &HeaderMap,
-    mut batch: BatchRequest,
+    transport: Transport,
+    requests: Vec<async_graphql::Request>,
 ) -> Response {
     // An unreadable header still counts as sent, so that it is refused, not ignored.
     let authorization = headers
@@ -142,28 +156,100 @@ async fn execute(
     let budget = CredentialBudget::default();
     // One caller too: its identity is loaded once, however many operations ask.
     let caller = Arc::new(Caller::from_headers(authorization, api_key));
-    for request in batch.iter_mut() {
-        request.data.insert(caller.clone());
-        request.data.insert(client.clone());
-        request.data.insert(loader.clone());
-        request.data.insert(budget.clone());
-        request.data.insert(session.clone());
-    }
-    let execution = loaders::drive(batches, state.schema.execute_batch(batch));
-    let response = REQUEST_ID.scope(request_id, execution).await;
-    let retry_after = match &response {
-        BatchResponse::Single(r) => refused_as_a_whole(r),
-        BatchResponse::Batch(all) => all
-            .iter()
-            .map(refused_as_a_whole)
-            .try_fold(0u64, |longest, r| r.map(|s| longest.max(s))),
-    };
-    let mut http = GraphQLResponse::from(response).into_response();
-    if let Some(seconds) = retry_after {
-        *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            http.headers_mut().insert(header::RETRY_AFTER, value);
+
+    let mut early: Vec<Option<Unrunnable>> = Vec::with_capacity(requests.len());
+    let mut ready = Vec::new();
+    for request in requests {
+        match prepare(state, request, transport.over_get) {
+            Ok(mut request) => {
+                let started = ExecutionStarted::default();
+                request.data.insert(started.clone());
+                request.data.insert(caller.clone());
+                request.data.insert(client.clone());
+                request.data.insert(loader.clone());
+                request.data.insert(budget.clone());
+                request.data.insert(session.clone());
+                ready.push((request, started));
+                early.push(None);
+            }
+            Err(failure) => early.push(Some(failure)),
         }
+    }
+    let (requests, started): (Vec<_>, Vec<_>) = ready.into_iter().unzip();
+    let execution = futures::future::join_all(
+        requests
+            .into_iter()
+            .map(|request| state.schema.execute(request)),
+    );
+    let responses = REQUEST_ID
+        .scope(request_id, loaders::drive(batches, execution))
+        .await;
+    let mut executed = responses.into_iter().zip(started);
+
+    let mut fixed_status = None;
+    let mut outcomes = Vec::with_capacity(early.len());
+    for failure in early {
+        outcomes.push(match failure {
+            Some(Unrunnable { error, status }) => {
+                fixed_status = fixed_status.or(status.and_then(|s| StatusCode::from_u16(s).ok()));
+                Outcome {
+                    response: async_graphql::Response::from_errors(vec![*error]),
+                    executed: false,
+                }
+            }
+            None => {
+                let (response, started) = executed.next().expect("one response per request");
+                Outcome {
+                    response,
+                    executed: started.get(),
+                }
+            }
+        });
+    }
+    respond(transport, fixed_status, outcomes)
+}
+
+/// Writes the outcomes with the status the transport calls for.
+fn respond(transport: Transport, fixed: Option<StatusCode>, outcomes: Vec<Outcome>) -> Response {
+    let retry_after = outcomes
+        .iter()
+        .map(|o| refused_as_a_whole(&o.response))
+        .try_fold(0u64, |longest, r| r.map(|s| longest.max(s)));
+    let status = match (retry_after, transport.batch, fixed) {
+        (Some(_), _, _) => StatusCode::TOO_MANY_REQUESTS,
+        (None, true, _) => StatusCode::OK,
+        (None, false, Some(status)) => status,
+        (None, false, None) if outcomes.iter().all(|o| o.executed) => StatusCode::OK,
+        (None, false, None) => match transport.format {
+            Format::GraphQLResponse => StatusCode::BAD_REQUEST,
+            Format::Json => StatusCode::OK,
+        },
+    };
+    let body = if transport.batch {
+        serde_json::to_string(&outcomes)
+    } else {
+        serde_json::to_string(&outcomes[0])
+    };
+    let Ok(body) = body else {
+        return Refused {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "INTERNAL_SERVER_ERROR",
+            message: "the response could not be written".to_owned(),
+        }
+        .into_response(transport.format);
+    };
+    let mut http = wire::json(status, transport.format, body);
+    let headers = http.headers_mut();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    if let Some(seconds) = retry_after
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        headers.insert(header::RETRY_AFTER, value);
+    }
+    for outcome in &outcomes {
+        headers.extend(outcome.response.http_headers.clone());
     }
     http
 }
@@ -191,7 +277,11 @@ fn refused_as_a_whole(response: &async_graphql::Response) -> Option<u64> {
 /// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy. A hop
 /// that cannot be read ends the walk at the last trusted address, so that nothing written
 /// to its left by the client counts.
-fn client_ip(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+pub(super) fn client_ip(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
     let trusted = |ip: &IpAddr| state.config.trusted_proxies.contains(&ip.to_canonical());
     let mut client = peer?.ip().to_canonical();
     if !trusted(&client) {
@@ -221,40 +311,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
         .map(|ip| ip.to_canonical())
-}
-
-/// Whether the operation a request selects is a mutation. A request that does not parse
-/// is left to the executor, which reports the syntax error.
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
-    let ty = match (&document.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) => ops
-            .values()
-            .next()
-            .filter(|_| ops.len() == 1)
-            .map(|op| op.node.ty),
-    };
-    ty == Some(OperationType::Mutation)
-}
-
-/// A GET must not change anything: links, prefetchers and caches issue GETs freely.
-fn mutation_over_get() -> Response {
-    let body = serde_json::json!({
-        "errors": [{
-            "message": "mutations must be sent with POST",
-            "extensions": { "code": "METHOD_NOT_ALLOWED" }
-        }]
-    });
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "POST")],
-        axum::Json(body),
-    )
-        .into_response()
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {

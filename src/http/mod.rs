@@ -2,10 +2,13 @@
 //! protections every request passes through.
 
 pub mod cookies;
+pub mod graphiql;
 pub mod graphql;
 pub mod health;
 pub mod limits;
 pub mod request_id;
+pub mod subscriptions;
+pub mod wire;
 
 use axum::{
     Router,
@@ -21,7 +24,12 @@ use tower_http::{
 
 use std::sync::Arc;
 
-use crate::{config::Config, db::Db, graphql::AppSchema};
+use crate::{
+    auth::Auth,
+    config::Config,
+    db::Db,
+    graphql::{AppSchema, documents::Documents},
+};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -34,6 +42,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Renders the metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Authenticates WebSocket connections and hears when their sessions end.
+    pub auth: Auth,
+    /// Persisted queries and trusted documents.
+    pub documents: Arc<Documents>,
 }
 
 /// `/metrics` alone, for serving on its own address.
@@ -88,6 +100,7 @@ pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let api = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql/ws", get(subscriptions::endpoint))
         .layer(middleware::from_fn(move |req, next| {
             limits::bounded_body(max_body, req, next)
         }))

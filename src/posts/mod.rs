@@ -15,6 +15,7 @@ use crate::{
         votes,
     },
     error::{AppError, AppResult},
+    events::{Event, Events},
 };
 
 /// Longest title, in characters.
@@ -26,6 +27,7 @@ pub const MAX_BODY: usize = 50_000;
 #[derive(Clone)]
 pub struct Posts {
     db: Db,
+    events: Events,
 }
 
 /// A new post as the client sent it.
@@ -78,9 +80,9 @@ fn text(field: &'static str, value: &str, max: usize) -> AppResult<String> {
 }
 
 impl Posts {
-    /// The service over `db`.
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    /// The service over `db`, announcing new posts and votes on `events`.
+    pub fn new(db: Db, events: Events) -> Self {
+        Self { db, events }
     }
 
     /// A post, if `who` may see it.
@@ -116,6 +118,10 @@ impl Posts {
         let mut conn = self.db.acquire().await?;
         posts::insert(&mut conn, &post).await?;
         tracing::info!(post_id = %post.id, "post created");
+        if post.published {
+            self.events
+                .publish(Event::PostPublished(std::sync::Arc::new(post.clone())));
+        }
         Ok(post)
     }
 
@@ -142,7 +148,7 @@ impl Posts {
                 "only the author may change a post".to_owned(),
             ));
         }
-        posts::update(
+        let updated = posts::update(
             &mut conn,
             id,
             title.as_deref(),
@@ -151,7 +157,12 @@ impl Posts {
             db::now(),
         )
         .await?
-        .ok_or_else(not_found)
+        .ok_or_else(not_found)?;
+        if updated.published && !post.published {
+            self.events
+                .publish(Event::PostPublished(std::sync::Arc::new(updated.clone())));
+        }
+        Ok(updated)
     }
 
     /// Deletes a post; its author or an administrator may.
@@ -175,7 +186,10 @@ impl Posts {
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         match votes::add(&mut conn, id, who.user.id, db::now()).await {
-            Ok(()) => Ok(post),
+            Ok(()) => {
+                self.events.publish(Event::PostVoted { post_id: id });
+                Ok(post)
+            }
             // Deleted between the check and the vote.
             Err(e) if db::is_foreign_key_violation(&e) => Err(not_found()),
             Err(e) => Err(e.into()),
@@ -188,7 +202,32 @@ impl Posts {
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         votes::remove(&mut conn, id, who.user.id).await?;
+        self.events.publish(Event::PostVoted { post_id: id });
         Ok(post)
+    }
+
+    /// A post and its vote count, as a subscriber `viewer_id` may be sent it: drafts go
+    /// to their author alone, administrators included. `None` when there is no such post
+    /// or it may not be sent.
+    #[tracing::instrument(skip_all, fields(%id))]
+    pub async fn for_subscriber(
+        &self,
+        viewer_id: Uuid,
+        id: Uuid,
+    ) -> AppResult<Option<(PostRow, i64)>> {
+        let mut conn = self.db.acquire().await?;
+        let Some(post) = posts::find(&mut conn, id)
+            .await?
+            .filter(|p| p.visible_to(viewer_id, false))
+        else {
+            return Ok(None);
+        };
+        let count = votes::counts(&mut conn, &[id])
+            .await?
+            .get(&id)
+            .copied()
+            .unwrap_or(0);
+        Ok(Some((post, count)))
     }
 
     /// Published posts, newest first, optionally by one author.

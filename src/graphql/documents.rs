@@ -1,0 +1,409 @@
+//! Operations sent by hash instead of in full: automatic persisted queries (a client
+//! sends `extensions.persistedQuery.sha256Hash`; on a miss it sends the text once more
+//! with the hash, and the server remembers it) and trusted documents (a file of the
+//! only operations a locked-down deployment will run).
+//!
+//! Used alike by the HTTP transport and by WebSocket subscriptions.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use async_graphql::{
+    Request, ServerError, Value,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+};
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
+use crate::config::Persisted;
+
+/// Why an operation sent by hash, or not in the trusted documents, cannot run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The hash is not known (yet): the client should send the text with it.
+    NotFound,
+    /// Automatic persisted queries are turned off.
+    NotSupported,
+    /// The text sent does not have the hash sent with it.
+    HashMismatch,
+    /// `extensions.persistedQuery` is not `{"version": 1, "sha256Hash": "…"}`.
+    Malformed(String),
+    /// The operation is not among the trusted documents; `by_hash` when it was sent by
+    /// hash rather than in full.
+    NotInList {
+        /// Whether the client sent a hash.
+        by_hash: bool,
+    },
+}
+
+impl Refusal {
+    /// The `extensions.code` of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::NotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            Self::HashMismatch | Self::Malformed(_) => "BAD_REQUEST",
+            Self::NotInList { .. } => "PERSISTED_QUERY_NOT_IN_LIST",
+        }
+    }
+
+    /// The error's message. The first two are the exact words clients look for.
+    pub fn message(&self) -> String {
+        match self {
+            Self::NotFound => "PersistedQueryNotFound".to_owned(),
+            Self::NotSupported => "PersistedQueryNotSupported".to_owned(),
+            Self::HashMismatch => "provided sha does not match query".to_owned(),
+            Self::Malformed(why) => why.clone(),
+            Self::NotInList { .. } => {
+                "this server runs only the operations in its list of trusted documents".to_owned()
+            }
+        }
+    }
+
+    /// The HTTP status of a request refused for this reason: a miss is a normal step of
+    /// the protocol (200, so that clients keep using it); a request that cannot be right
+    /// is 400; an operation outside the trusted list is 404 by hash and 403 in full.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotFound | Self::NotSupported => 200,
+            Self::HashMismatch | Self::Malformed(_) => 400,
+            Self::NotInList { by_hash: true } => 404,
+            Self::NotInList { by_hash: false } => 403,
+        }
+    }
+}
+
+/// What a request will run, once its document is found.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The operation's text.
+    pub query: String,
+    /// A hash to remember the text under, once it proves to be GraphQL.
+    pub register: Option<String>,
+}
+
+/// A request that cannot run: its error (with a code), and the HTTP status it calls
+/// for when that does not depend on the response's media type.
+#[derive(Debug)]
+pub struct Unrunnable {
+    /// The error to answer with.
+    pub error: Box<ServerError>,
+    /// 200, 400, 403 or 404 for persisted-query refusals; `None` for a request error.
+    pub status: Option<u16>,
+}
+
+impl Unrunnable {
+    /// An error with `code`, of no particular status.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: Box::new(coded(ServerError::new(message, None), code)),
+            status: None,
+        }
+    }
+}
+
+fn coded(mut error: ServerError, code: &str) -> ServerError {
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+    error
+}
+
+/// The type of the operation a request selects from its document, or why none is
+/// selected.
+pub fn operation_type(
+    document: &ExecutableDocument,
+    name: Option<&str>,
+) -> Result<OperationType, String> {
+    let unknown = |name: &str| format!("the document has no operation named \"{name}\"");
+    match (&document.operations, name) {
+        (DocumentOperations::Single(op), None) => Ok(op.node.ty),
+        (DocumentOperations::Single(_), Some(name)) => Err(unknown(name)),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get(name)
+            .map(|op| op.node.ty)
+            .ok_or_else(|| unknown(name)),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => Ok(ops
+            .values()
+            .next()
+            .map_or(OperationType::Query, |op| op.node.ty)),
+        (DocumentOperations::Multiple(_), None) => {
+            Err("the document holds several operations: name one in operationName".to_owned())
+        }
+    }
+}
+
+/// The trusted documents and the persisted-query cache.
+pub struct Documents {
+    trusted: HashMap<String, Arc<str>>,
+    only: bool,
+    cache: Option<Mutex<Cache>>,
+}
+
+struct Cache {
+    entries: LruCache<String, Arc<str>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// The SHA-256 of `text`, in lowercase hex.
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Documents {
+    /// Loads the trusted documents, if any, checking that every hash matches its text.
+    pub fn load(config: &Persisted) -> Result<Self, String> {
+        let trusted = match &config.documents {
+            Some(path) => read_documents(path)?,
+            None => HashMap::new(),
+        };
+        let cache = (config.cache_bytes > 0 && !config.only).then(|| {
+            Mutex::new(Cache {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+                max_bytes: config.cache_bytes,
+            })
+        });
+        Ok(Self {
+            trusted,
+            only: config.only,
+            cache,
+        })
+    }
+
+    /// Finds the request's document (in full or by hash), parses it once for the
+    /// executor, remembers a newly registered one, and tells which type of operation it
+    /// selects.
+    pub fn prepare(&self, mut request: Request) -> Result<(Request, OperationType), Unrunnable> {
+        let resolved = self
+            .resolve(&request.query, &request.extensions.0)
+            .map_err(|refusal| Unrunnable {
+                status: Some(refusal.status()),
+                ..Unrunnable::new(refusal.code(), refusal.message())
+            })?;
+        request.query = resolved.query;
+        let name = request.operation_name.clone();
+        let ty = match request.parsed_query() {
+            Ok(document) => operation_type(document, name.as_deref()),
+            Err(error) => {
+                return Err(Unrunnable {
+                    error: Box::new(coded(error, super::error_codes::PARSE_FAILED)),
+                    status: None,
+                });
+            }
+        };
+        if let Some(hash) = resolved.register {
+            self.remember(hash, &request.query);
+        }
+        let ty = ty.map_err(|why| Unrunnable::new("BAD_REQUEST", why))?;
+        Ok((request, ty))
+    }
+
+    /// How many trusted documents are loaded.
+    pub fn trusted_len(&self) -> usize {
+        self.trusted.len()
+    }
+
+    /// Finds the text of the operation a request asks for: `query` as sent (empty when
+    /// it was not), and the hash in `extensions.persistedQuery`, if any.
+    pub fn resolve(
+        &self,
+        query: &str,
+        extensions: &HashMap<String, Value>,
+    ) -> Result<Resolved, Refusal> {
+        let hash = persisted_hash(extensions)?;
+        if let Some(hash) = &hash
+            && !query.is_empty()
+            && sha256_hex(query) != *hash
+        {
+            return Err(Refusal::HashMismatch);
+        }
+        match hash {
+            None if self.only => {
+                if self.trusted.contains_key(&sha256_hex(query)) {
+                    Ok(self.text(query))
+                } else {
+                    Err(Refusal::NotInList { by_hash: false })
+                }
+            }
+            None => Ok(self.text(query)),
+            Some(hash) => {
+                if let Some(text) = self.trusted.get(&hash) {
+                    return Ok(self.text(text));
+                }
+                if self.only {
+                    return Err(Refusal::NotInList { by_hash: true });
+                }
+                let Some(cache) = &self.cache else {
+                    return Err(Refusal::NotSupported);
+                };
+                if !query.is_empty() {
+                    return Ok(Resolved {
+                        query: query.to_owned(),
+                        register: Some(hash),
+                    });
+                }
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                match cache.entries.get(&hash) {
+                    Some(text) => Ok(self.text(text)),
+                    None => Err(Refusal::NotFound),
+                }
+            }
+        }
+    }
+
+    fn text(&self, query: &str) -> Resolved {
+        Resolved {
+            query: query.to_owned(),
+            register: None,
+        }
+    }
+
+    /// Remembers `query` under `hash` (already checked), forgetting the least recently
+    /// used texts to stay within the cache's size.
+    pub fn remember(&self, hash: String, query: &str) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if query.len() > cache.max_bytes || cache.entries.contains(&hash) {
+            return;
+        }
+        cache.bytes += query.len();
+        cache.entries.put(hash, Arc::from(query));
+        while cache.bytes > cache.max_bytes {
+            match cache.entries.pop_lru() {
+                Some((_, old)) => cache.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// The lowercase hash in `extensions.persistedQuery`, if the request has one.
+fn persisted_hash(extensions: &HashMap<String, Value>) -> Result<Option<String>, Refusal> {
+    let Some(persisted) = extensions.get("persistedQuery") else {
+        return Ok(None);
+    };
+    let malformed = |why: &str| Refusal::Malformed(format!("extensions.persistedQuery {why}"));
+    let Value::Object(fields) = persisted else {
+        return Err(malformed("must be an object"));
+    };
+    match fields.get("version") {
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => {}
+        _ => return Err(malformed("must have version 1")),
+    }
+    match fields.get("sha256Hash") {
+        Some(Value::String(hash))
+            if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(Some(hash.to_ascii_lowercase()))
+        }
+        _ => Err(malformed(
+            "must have a sha256Hash of 64 hexadecimal characters",
+        )),
+    }
+}
+
+/// Reads a persisted query manifest (`{"format": "apollo-persisted-query-manifest",
+/// "operations": [{"id", "body"}, …]}`) or a plain object from hash to text.
+fn read_documents(path: &Path) -> Result<HashMap<String, Arc<str>>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{shown} is not JSON: {e}"))?;
+    let pairs: Vec<(String, String)> = match &json {
+        serde_json::Value::Object(map) if map.contains_key("operations") => map["operations"]
+            .as_array()
+            .ok_or_else(|| format!("{shown}: operations must be an array"))?
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let id = op.get("id").and_then(|v| v.as_str());
+                let body = op.get("body").and_then(|v| v.as_str());
+                match (id, body) {
+                    (Some(id), Some(body)) => Ok((id.to_owned(), body.to_owned())),
+                    _ => Err(format!(
+                        "{shown}: operation {i} needs an \"id\" and a \"body\""
+                    )),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(hash, body)| match body.as_str() {
+                Some(body) => Ok((hash.clone(), body.to_owned())),
+                None => Err(format!("{shown}: the value of {hash} must be a string")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(format!("{shown} must hold a JSON object")),
+    };
+    let mut documents = HashMap::with_capacity(pairs.len());
+    for (hash, body) in pairs {
+        let hash = hash.to_ascii_lowercase();
+        if sha256_hex(&body) != hash {
+            return Err(format!(
+                "{shown}: {hash} is not the SHA-256 of its operation's text"
+            ));
+        }
+        documents.insert(hash, Arc::from(body));
+    }
+    Ok(documents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(cache_bytes: usize) -> Persisted {
+        Persisted {
+            cache_bytes,
+            documents: None,
+            only: false,
+        }
+    }
+
+    fn ext(hash: &str) -> HashMap<String, Value> {
+        let mut persisted = async_graphql::indexmap::IndexMap::new();
+        persisted.insert(async_graphql::Name::new("version"), Value::from(1));
+        persisted.insert(async_graphql::Name::new("sha256Hash"), Value::from(hash));
+        HashMap::from([("persistedQuery".to_owned(), Value::Object(persisted))])
+    }
+
+    #[test]
+    fn the_cache_forgets_the_least_recently_used_text_beyond_its_size() {
+        let docs = Documents::load(&config(20)).unwrap();
+        let (a, b, c) = ("{ a a a }", "{ b b b }", "{ c c c }");
+        for q in [a, b] {
+            docs.remember(sha256_hex(q), q);
+        }
+        // Using `a` makes `b` the least recently used.
+        assert!(docs.resolve("", &ext(&sha256_hex(a))).is_ok());
+        docs.remember(sha256_hex(c), c);
+        assert_eq!(
+            docs.resolve("", &ext(&sha256_hex(b))).unwrap_err(),
+            Refusal::NotFound
+        );
+        for q in [a, c] {
+            assert_eq!(docs.resolve("", &ext(&sha256_hex(q))).unwrap().query, q);
+        }
+    }
+
+    #[test]
+    fn a_text_larger_than_the_cache_is_not_kept() {
+        let docs = Documents::load(&config(4)).unwrap();
+        docs.remember(sha256_hex("{ me }"), "{ me }");
+        assert_eq!(
+            docs.resolve("", &ext(&sha256_hex("{ me }"))).unwrap_err(),
+            Refusal::NotFound
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! Subscriptions, served over WebSocket: new posts, and the votes of one post.
+//!
+//! Events come from the application's event bus and are sent only to subscribers who may
+//! see them: a draft goes to nobody but its author.
+
+use async_graphql::{Context, ID, Result, Subscription};
+use futures::{Stream, StreamExt, future};
+
+use super::{
+    context::{auth, identity, parse_id, posts},
+    guards::SignedIn,
+    types::Post,
+};
+use crate::{error::AppError, events::Event};
+
+/// The subscription root.
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// Each post as it is published: written as published, or a draft published later.
+    #[graphql(guard = "SignedIn")]
+    async fn post_created(&self, ctx: &Context<'_>) -> impl Stream<Item = Post> + use<> {
+        auth(ctx).events.subscribe().filter_map(|event| {
+            future::ready(match event {
+                Event::PostPublished(row) if row.published => Some(Post::from((*row).clone())),
+                _ => None,
+            })
+        })
+    }
+
+    /// The post with id `id` each time its vote count changes. NOT_FOUND, as for any
+    /// post, when the caller may not see it; the subscription ends when the post is
+    /// deleted, or becomes a draft the caller did not write.
+    #[graphql(guard = "SignedIn")]
+    async fn post_voted(&self, ctx: &Context<'_>, id: ID) -> Result<impl Stream<Item = Post>> {
+        let post_id = parse_id("id", &id)?;
+        let viewer = identity(ctx).await?.user.id;
+        let posts = posts(ctx).clone();
+        // Subscribed before the post is looked up, so no vote in between is missed.
+        let events = auth(ctx).events.subscribe();
+        let Some((_, count)) = posts.for_subscriber(viewer, post_id).await? else {
+            return Err(AppError::NotFound("no such post".to_owned()).into());
+        };
+        let votes = events.filter(move |event| {
+            future::ready(matches!(event, Event::PostVoted { post_id: p } if *p == post_id))
+        });
+        let changes = votes
+            .then(move |_| {
+                let posts = posts.clone();
+                async move { posts.for_subscriber(viewer, post_id).await }
+            })
+            .scan(count, move |last, found| {
+                let next = match found {
+                    // Deleted, or turned back into a draft: nothing more will come.
+                    Ok(None) => None,
+                    Ok(Some((row, count))) if count != *last => {
+                        *last = count;
+                        Some(Some(Post {
+                            vote_count: Some(count),
+                            ..Post::from(row)
+                        }))
+                    }
+                    Ok(_) => Some(None),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %post_id, "could not load a voted post");
+                        Some(None)
+                    }
+                };
+                future::ready(next)
+            })
+            .filter_map(future::ready);
+        Ok(changes)
+    }
+}

@@ -1,0 +1,402 @@
+//! Subscriptions over WebSocket on `/graphql` (and `/graphql/ws`), in the
+//! `graphql-transport-ws` protocol or the older `graphql-ws` one.
+//!
+//! - The client proves who it is in `connection_init`'s payload (`{"Authorization":
+//!   "Bearer …"}`, or an API key with the READ scope as a bearer token or `X-API-Key`);
+//!   the upgrade request's own headers are the fallback. Without a valid credential the
+//!   socket closes with 4401, with a key lacking READ 4403, and without any
+//!   `connection_init` within 10 seconds 4408.
+//! - The socket lives as long as the session or key it was opened with, not its access
+//!   token: it closes with 4401 as soon as the session ends, the key is revoked or the
+//!   account is deactivated (announced on the event bus, and checked every minute in
+//!   case an announcement came from elsewhere).
+//! - Only subscriptions run here; queries and mutations go over HTTP, where each
+//!   request is authenticated afresh.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_graphql::{
+    Data, Executor, Response, ServerError,
+    http::{WebSocket as Protocol, WebSocketProtocols, WsMessage},
+    parser::types::OperationType,
+};
+use axum::{
+    extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response as HttpResponse},
+};
+use futures::{SinkExt, StreamExt, future, stream::BoxStream};
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    wire::{Format, Refused},
+};
+use crate::{
+    auth::{Caller, ClientInfo, Credential},
+    error::AppError,
+    events::Event,
+    graphql::{context::CredentialBudget, documents::Unrunnable, loaders},
+};
+
+/// How long a client may take to send `connection_init`.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle socket is pinged, so that proxies keep it open and dead peers are
+/// noticed.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// How often a socket's credential is checked again without being told to.
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// Whether a GET asks to become a WebSocket.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// `GET /graphql/ws`: the WebSocket endpoint alone.
+pub async fn endpoint(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    upgrade: WebSocketUpgrade,
+    request: axum::extract::Request,
+) -> HttpResponse {
+    let (parts, _) = request.into_parts();
+    self::upgrade(state, upgrade, &parts).await
+}
+
+/// Accepts the upgrade in the protocol the client prefers among those served.
+pub async fn upgrade(state: AppState, upgrade: WebSocketUpgrade, parts: &Parts) -> HttpResponse {
+    let offered: Vec<String> = parts
+        .headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_ascii_lowercase())
+        .collect();
+    let protocol = if offered.iter().any(|p| p == "graphql-transport-ws") {
+        WebSocketProtocols::GraphQLWS
+    } else if offered.iter().any(|p| p == "graphql-ws") {
+        WebSocketProtocols::SubscriptionsTransportWS
+    } else {
+        return Refused {
+            status: StatusCode::BAD_REQUEST,
+            code: "BAD_REQUEST",
+            message: "ask for the graphql-transport-ws (or graphql-ws) WebSocket subprotocol"
+                .to_owned(),
+        }
+        .into_response(Format::Json);
+    };
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let client = ClientInfo {
+        ip: super::graphql::client_ip(&state, peer, &parts.headers),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    let fallback = Credentials {
+        authorization: text_header(&parts.headers, header::AUTHORIZATION.as_str()),
+        api_key: text_header(&parts.headers, "x-api-key"),
+    };
+    let max = state.config.limits.max_body;
+    upgrade
+        .protocols([protocol.sec_websocket_protocol()])
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve(state, socket, protocol, fallback, client))
+        .into_response()
+}
+
+fn text_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+}
+
+/// The credentials offered for a connection.
+#[derive(Clone, Default)]
+struct Credentials {
+    authorization: Option<String>,
+    api_key: Option<String>,
+}
+
+impl Credentials {
+    /// From `connection_init`'s payload: `Authorization` and `X-API-Key`, in any case, at
+    /// its top level or under `headers`.
+    fn from_payload(payload: &serde_json::Value) -> Self {
+        let find = |name: &str| {
+            let lookup = |object: &serde_json::Value| {
+                object.as_object().and_then(|fields| {
+                    fields
+                        .iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                        .map(|(_, value)| value.as_str().unwrap_or("").to_owned())
+                })
+            };
+            lookup(payload).or_else(|| payload.get("headers").and_then(lookup))
+        };
+        Self {
+            authorization: find("authorization"),
+            api_key: find("x-api-key"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.authorization.is_none() && self.api_key.is_none()
+    }
+
+    fn caller(&self) -> Caller {
+        Caller::from_headers(self.authorization.as_deref(), self.api_key.as_deref())
+    }
+}
+
+/// How `connection_init` went.
+enum Init {
+    Pending,
+    Accepted { caller: Arc<Caller>, user_id: Uuid },
+    Refused { code: u16, reason: &'static str },
+}
+
+/// Marks the connection-init error that [`serve`] turns into a close code of its own.
+const REFUSED: &str = "connection refused";
+
+async fn serve(
+    state: AppState,
+    socket: WebSocket,
+    protocol: WebSocketProtocols,
+    fallback: Credentials,
+    client: ClientInfo,
+) {
+    let auth = state.auth.clone();
+    let (mut sink, source) = socket.split();
+    let input = source
+        .take_while(|m| future::ready(matches!(m, Ok(m) if !matches!(m, Message::Close(_)))))
+        .filter_map(|m| {
+            future::ready(match m {
+                Ok(Message::Text(text)) => Some(axum::body::Bytes::from(text)),
+                Ok(Message::Binary(bytes)) => Some(bytes),
+                _ => None,
+            })
+        });
+    let init = Arc::new(Mutex::new(Init::Pending));
+    let on_init = {
+        let (auth, init) = (auth.clone(), init.clone());
+        move |payload: serde_json::Value| async move {
+            let offered = Credentials::from_payload(&payload);
+            let credentials = if offered.is_empty() {
+                fallback
+            } else {
+                offered
+            };
+            let caller = Arc::new(credentials.caller());
+            let outcome = match caller.identity(&auth).await {
+                Ok(who) => match who.credential {
+                    Credential::ApiKey { scopes, .. } if !scopes.can_read() => Init::Refused {
+                        code: 4403,
+                        reason: "Forbidden: this API key lacks the READ scope",
+                    },
+                    _ => Init::Accepted {
+                        user_id: who.user.id,
+                        caller: caller.clone(),
+                    },
+                },
+                Err(AppError::Unauthenticated(_)) => Init::Refused {
+                    code: 4401,
+                    reason: "Unauthorized",
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "could not authenticate a WebSocket connection");
+                    Init::Refused {
+                        code: 1011,
+                        reason: "Internal server error",
+                    }
+                }
+            };
+            let accepted = matches!(outcome, Init::Accepted { .. });
+            *init.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
+            if !accepted {
+                return Err(async_graphql::Error::new(REFUSED));
+            }
+            let mut data = Data::default();
+            data.insert(caller);
+            data.insert(client);
+            Ok(data)
+        }
+    };
+    let executor = SubscriptionExecutor {
+        state: state.clone(),
+    };
+    let mut outgoing = Protocol::new(executor, input, protocol).on_connection_init(on_init);
+    let mut access = auth.events.subscribe();
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
+    tokio::pin!(init_deadline);
+    let mut accepted: Option<(Arc<Caller>, Uuid)> = None;
+
+    let close = loop {
+        tokio::select! {
+            message = outgoing.next() => {
+                if accepted.is_none()
+                    && let Init::Accepted { caller, user_id } =
+                        &*init.lock().unwrap_or_else(|e| e.into_inner())
+                {
+                    accepted = Some((caller.clone(), *user_id));
+                    tracing::debug!(%user_id, "WebSocket connection accepted");
+                }
+                match message {
+                    Some(WsMessage::Text(text)) => {
+                        if sink.send(Message::Text(text.into())).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(WsMessage::Close(code, reason)) => {
+                        break Some(close_code(protocol, &init, code, reason));
+                    }
+                    // Ended: the client left, or the legacy protocol refused the
+                    // connection after saying why.
+                    None => break refusal(&init),
+                }
+            }
+            Some(event) = access.next() => {
+                if let (Some((caller, user_id)), Event::AccessChanged { user_id: changed }) =
+                    (&accepted, &event)
+                    && changed == user_id
+                    && !still_valid(&auth, caller).await
+                {
+                    break Some(ended());
+                }
+            }
+            _ = recheck.tick(), if accepted.is_some() => {
+                if let Some((caller, _)) = &accepted
+                    && !still_valid(&auth, caller).await
+                {
+                    break Some(ended());
+                }
+            }
+            _ = keepalive.tick(), if accepted.is_some() => {
+                let ping = match protocol {
+                    WebSocketProtocols::GraphQLWS => r#"{"type":"ping"}"#,
+                    WebSocketProtocols::SubscriptionsTransportWS => r#"{"type":"ka"}"#,
+                };
+                if sink.send(Message::Text(ping.into())).await.is_err() {
+                    break None;
+                }
+            }
+            () = &mut init_deadline, if accepted.is_none() => {
+                break Some((4408, "Connection initialisation timeout".to_owned()));
+            }
+        }
+    };
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+    let _ = sink.close().await;
+}
+
+/// The close for a connection whose session or key has ended.
+fn ended() -> (u16, String) {
+    (4401, "Unauthorized: the session has ended".to_owned())
+}
+
+/// Whether the connection's credential still holds; a database error counts as yes,
+/// so that an outage does not drop every subscriber at once.
+async fn still_valid(auth: &crate::auth::Auth, caller: &Caller) -> bool {
+    caller.still_valid(auth).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not check a WebSocket connection's credential");
+        true
+    })
+}
+
+/// The close code and reason for a refused `connection_init`, if it was refused.
+fn refusal(init: &Mutex<Init>) -> Option<(u16, String)> {
+    match &*init.lock().unwrap_or_else(|e| e.into_inner()) {
+        Init::Refused { code, reason } => Some((*code, (*reason).to_owned())),
+        _ => None,
+    }
+}
+
+/// The protocol's close codes where the executor's differ from them.
+fn close_code(
+    protocol: WebSocketProtocols,
+    init: &Mutex<Init>,
+    code: u16,
+    reason: String,
+) -> (u16, String) {
+    if let Some(refused) = refusal(init) {
+        return refused;
+    }
+    match (protocol, code) {
+        // A subscription before the connection was acknowledged.
+        (_, 1011) => (4401, "Unauthorized".to_owned()),
+        // A message that is not one of the protocol's.
+        (WebSocketProtocols::GraphQLWS, 1002) => (4400, reason),
+        _ => (code, reason),
+    }
+}
+
+/// Runs subscriptions for one connection: finds each one's document, checks that it is a
+/// subscription, and gives it a loader of its own.
+#[derive(Clone)]
+struct SubscriptionExecutor {
+    state: AppState,
+}
+
+impl SubscriptionExecutor {
+    fn prepare(
+        &self,
+        request: async_graphql::Request,
+    ) -> Result<async_graphql::Request, ServerError> {
+        match self.state.documents.prepare(request) {
+            Ok((request, OperationType::Subscription)) => Ok(request),
+            Ok(_) => Err(*Unrunnable::new(
+                "BAD_REQUEST",
+                "only subscriptions run over WebSocket; send queries and mutations over HTTP",
+            )
+            .error),
+            Err(unrunnable) => Err(*unrunnable.error),
+        }
+    }
+}
+
+impl Executor for SubscriptionExecutor {
+    async fn execute(&self, _request: async_graphql::Request) -> Response {
+        let error = ServerError::new("only subscriptions run over WebSocket", None);
+        Response::from_errors(vec![error])
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        match self.prepare(request) {
+            Ok(mut request) => {
+                request
+                    .data
+                    .insert(Arc::new(loaders::for_stream(self.state.db.clone())));
+                request.data.insert(CredentialBudget::default());
+                self.state
+                    .schema
+                    .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            }
+            Err(error) => {
+                futures::stream::once(future::ready(Response::from_errors(vec![error]))).boxed()
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! GraphQL over HTTP on the wire: which media type a client accepts, how a request is
+//! read from a JSON body or from the URL, and how a response is written.
+//!
+//! A request that is not a well-formed GraphQL request (not JSON, no `query`, variables
+//! that are not an object, …) is refused here with 400 and an error naming the part at
+//! fault, before any GraphQL work.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_graphql::{Request, ServerError, Value, Variables};
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+/// The media type of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/graphql-response+json`: the status says whether the request could
+    /// be executed (4xx when it failed before execution).
+    GraphQLResponse,
+    /// `application/json`: 200 for every well-formed request, as older clients expect.
+    Json,
+}
+
+/// The client accepts neither response media type.
+#[derive(Debug)]
+pub struct NotAcceptable;
+
+impl Format {
+    /// The media type to answer in, from the `Accept` header: the supported type the
+    /// client prefers most (by `q`, then by order); `application/json` for `*/*`,
+    /// `application/*` or no header at all.
+    pub fn negotiate(headers: &HeaderMap) -> Result<Self, NotAcceptable> {
+        let values: Vec<&str> = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if values.iter().all(|v| v.trim().is_empty()) {
+            return Ok(Self::Json);
+        }
+        let mut best: Option<(f32, Self)> = None;
+        for range in values.iter().flat_map(|v| v.split(',')) {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let format = match media.as_str() {
+                "application/graphql-response+json" => Self::GraphQLResponse,
+                "application/json" | "application/*" | "*/*" => Self::Json,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(top, _)| q > top) {
+                best = Some((q, format));
+            }
+        }
+        best.map(|(_, format)| format).ok_or(NotAcceptable)
+    }
+
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::GraphQLResponse => "application/graphql-response+json; charset=utf-8",
+            Self::Json => "application/json; charset=utf-8",
+        })
+    }
+}
+
+/// A request refused as a whole before any GraphQL work: its status, code and reason.
+#[derive(Debug)]
+pub struct Refused {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The error's `extensions.code`.
+    pub code: &'static str,
+    /// What is wrong, naming the part of the request at fault.
+    pub message: String,
+}
+
+impl Refused {
+    /// 400 BAD_REQUEST.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "BAD_REQUEST",
+            message: message.into(),
+        }
+    }
+
+    /// The refusal as a response in `format`.
+    pub fn into_response(self, format: Format) -> Response {
+        let body = serde_json::json!({
+            "errors": [{ "message": self.message, "extensions": { "code": self.code } }]
+        });
+        json(self.status, format, body.to_string())
+    }
+}
+
+/// 406, for a client that accepts no type this server can answer in.
+pub fn not_acceptable() -> Response {
+    let mut response = Refused {
+        status: StatusCode::NOT_ACCEPTABLE,
+        code: "NOT_ACCEPTABLE",
+        message: "this server answers in application/graphql-response+json or \
+                  application/json; accept one of them"
+            .to_owned(),
+    }
+    .into_response(Format::Json);
+    response.headers_mut().insert(header::VARY, vary());
+    response
+}
+
+/// Responses differ by `Accept`, so caches must key on it.
+pub fn vary() -> HeaderValue {
+    HeaderValue::from_static("Accept")
+}
+
+/// The requests in a POST body: one JSON object, or an array of them (a batch), with
+/// whether it was a batch.
+pub fn from_body(body: &[u8], max_batch: usize) -> Result<(Vec<Request>, bool), Refused> {
+    let json: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Refused::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    match json {
+        serde_json::Value::Array(entries) => {
+            if entries.is_empty() {
+                return Err(Refused::bad_request("the batch holds no operations"));
+            }
+            if entries.len() > max_batch {
+                return Err(Refused {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "GRAPHQL_VALIDATION_FAILED",
+                    message: format!(
+                        "a batch may hold at most {max_batch} operations; this one holds {}",
+                        entries.len()
+                    ),
+                });
+            }
+            let requests = entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, entry)| request(entry, &format!("batch entry {i}: ")))
+                .collect::<Result<_, _>>()?;
+            Ok((requests, true))
+        }
+        single => Ok((vec![request(single, "")?], false)),
+    }
+}
+
+/// The request in the URL of a GET: `query`, `operationName`, and `variables` and
+/// `extensions` as JSON text.
+pub fn from_url(query_string: Option<&str>) -> Result<Request, Refused> {
+    let mut fields = serde_json::Map::new();
+    for (name, value) in form_urlencoded::parse(query_string.unwrap_or("").as_bytes()) {
+        let value = match name.as_ref() {
+            "query" | "operationName" => serde_json::Value::String(value.into_owned()),
+            "variables" | "extensions" => serde_json::from_str(&value).map_err(|e| {
+                Refused::bad_request(format!("the {name} parameter is not valid JSON: {e}"))
+            })?,
+            _ => continue,
+        };
+        if fields.insert(name.clone().into_owned(), value).is_some() {
+            return Err(Refused::bad_request(format!(
+                "the {name} parameter appears more than once"
+            )));
+        }
+    }
+    request(serde_json::Value::Object(fields), "")
+}
+
+/// One request from its JSON form; `context` prefixes errors (the batch entry).
+fn request(json: serde_json::Value, context: &str) -> Result<Request, Refused> {
+    let refuse = |why: &str| Refused::bad_request(format!("{context}{why}"));
+    let serde_json::Value::Object(mut fields) = json else {
+        return Err(refuse("a GraphQL request must be a JSON object"));
+    };
+    let query = match fields.remove("query") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(q)) => q,
+        Some(_) => return Err(refuse("query must be a string")),
+    };
+    let operation_name = match fields.remove("operationName") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) => Some(name),
+        Some(_) => return Err(refuse("operationName must be a string")),
+    };
+    let variables = match fields.remove("variables") {
+        None | Some(serde_json::Value::Null) => Variables::default(),
+        Some(v @ serde_json::Value::Object(_)) => Variables::from_json(v),
+        Some(_) => return Err(refuse("variables must be an object")),
+    };
+    let extensions: HashMap<String, Value> = match fields.remove("extensions") {
+        None | Some(serde_json::Value::Null) => HashMap::new(),
+        Some(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .map(|(k, v)| Value::from_json(v).map(|v| (k, v)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| refuse("extensions must be an object"))?,
+        Some(_) => return Err(refuse("extensions must be an object")),
+    };
+    if query.is_empty() && !extensions.contains_key("persistedQuery") {
+        return Err(refuse(
+            "the request has no query: send the operation's text in \"query\"",
+        ));
+    }
+    let mut request = Request::new(query).variables(variables);
+    request.operation_name = operation_name;
+    request.extensions.0 = extensions;
+    Ok(request)
+}
+
+/// One GraphQL response as sent: `data` only when execution began.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
+    errors: &'a [ServerError],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, Value>,
+}
+
+/// A response ready to be written: what the executor answered, and whether it got as
+/// far as executing.
+pub struct Outcome {
+    /// The GraphQL response.
+    pub response: async_graphql::Response,
+    /// False when the request failed before execution.
+    pub executed: bool,
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Body {
+            data: self.executed.then_some(&self.response.data),
+            errors: &self.response.errors,
+            extensions: &self.response.extensions,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// `body` as a JSON response in `format`.
+pub fn json(status: StatusCode, format: Format, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, format.content_type());
+    response.headers_mut().insert(header::VARY, vary());
+    response
+}
