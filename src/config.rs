@@ -836,6 +836,42 @@ mod tests {
     }
 
     #[test]
+    fn persisted_queries_and_graphiql_assets_are_read_and_checked() {
+        let config = Config::from_settings(&Settings::default()).unwrap();
+        assert_eq!(config.persisted.cache_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.graphiql_assets, "https://cdn.jsdelivr.net/npm");
+        let s = Settings {
+            persisted_queries_cache: "0".into(),
+            graphiql_assets: "http://127.0.0.1:9000/npm/".into(),
+            ..Settings::default()
+        };
+        let config = Config::from_settings(&s).unwrap();
+        assert_eq!(config.persisted.cache_bytes, 0);
+        assert_eq!(config.graphiql_assets, "http://127.0.0.1:9000/npm");
+
+        let only = Settings {
+            persisted_only: "true".into(),
+            ..Settings::default()
+        };
+        let err = Config::from_settings(&only).unwrap_err().to_string();
+        assert!(err.contains("QUIRE_PERSISTED_ONLY"), "{err}");
+        for bad in [
+            "cdn.example.com",
+            "ftp://cdn.example.com",
+            "https://",
+            "https://cdn.example.com/\"><script>",
+            "https://cdn.example.com; script-src *",
+        ] {
+            let s = Settings {
+                graphiql_assets: bad.into(),
+                ..Settings::default()
+            };
+            let err = Config::from_settings(&s).unwrap_err().to_string();
+            assert!(err.contains("QUIRE_GRAPHIQL_ASSETS"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn production_shows_only_what_it_is_asked_to() {
         let dev = Config::from_settings(&Settings::default())
             .unwrap()

@@ -12,7 +12,7 @@ use std::{
 };
 
 use async_graphql::{
-    Request, ServerError, Value,
+    Request, ServerError, Value, Variables,
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use lru::LruCache;
@@ -113,28 +113,53 @@ fn coded(mut error: ServerError, code: &str) -> ServerError {
     error
 }
 
-/// The type of the operation a request selects from its document, or why none is
-/// selected.
-pub fn operation_type(
+/// The type of the operation a request selects from its document, or why it cannot
+/// run: no operation is selected, or a required variable has no value (which the
+/// executor would only find out once running).
+fn operation_type(
     document: &ExecutableDocument,
     name: Option<&str>,
-) -> Result<OperationType, String> {
-    let unknown = |name: &str| format!("the document has no operation named \"{name}\"");
-    match (&document.operations, name) {
-        (DocumentOperations::Single(op), None) => Ok(op.node.ty),
-        (DocumentOperations::Single(_), Some(name)) => Err(unknown(name)),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops
-            .get(name)
-            .map(|op| op.node.ty)
-            .ok_or_else(|| unknown(name)),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => Ok(ops
+    variables: &Variables,
+) -> Result<OperationType, Unrunnable> {
+    let unknown = |name: &str| {
+        Unrunnable::new(
+            "BAD_REQUEST",
+            format!("the document has no operation named \"{name}\""),
+        )
+    };
+    let operation = match (&document.operations, name) {
+        (DocumentOperations::Single(op), None) => op,
+        (DocumentOperations::Single(_), Some(name)) => return Err(unknown(name)),
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name).ok_or_else(|| unknown(name))?
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
             .values()
             .next()
-            .map_or(OperationType::Query, |op| op.node.ty)),
+            .ok_or_else(|| Unrunnable::new("BAD_REQUEST", "the document holds no operation"))?,
         (DocumentOperations::Multiple(_), None) => {
-            Err("the document holds several operations: name one in operationName".to_owned())
+            return Err(Unrunnable::new(
+                "BAD_REQUEST",
+                "the document holds several operations: name one in operationName",
+            ));
+        }
+    };
+    for definition in &operation.node.variable_definitions {
+        let definition = &definition.node;
+        let given = variables
+            .get(&definition.name.node)
+            .is_some_and(|v| *v != Value::Null);
+        if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
+            return Err(Unrunnable::new(
+                super::error_codes::VALIDATION_FAILED,
+                format!(
+                    "Variable \"${}\" of required type \"{}\" was not provided.",
+                    definition.name.node, definition.var_type.node
+                ),
+            ));
         }
     }
+    Ok(operation.node.ty)
 }
 
 /// The trusted documents and the persisted-query cache.
@@ -191,8 +216,9 @@ impl Documents {
             })?;
         request.query = resolved.query;
         let name = request.operation_name.clone();
+        let variables = std::mem::take(&mut request.variables);
         let ty = match request.parsed_query() {
-            Ok(document) => operation_type(document, name.as_deref()),
+            Ok(document) => operation_type(document, name.as_deref(), &variables),
             Err(error) => {
                 return Err(Unrunnable {
                     error: Box::new(coded(error, super::error_codes::PARSE_FAILED)),
@@ -200,10 +226,11 @@ impl Documents {
                 });
             }
         };
+        request.variables = variables;
         if let Some(hash) = resolved.register {
             self.remember(hash, &request.query);
         }
-        let ty = ty.map_err(|why| Unrunnable::new("BAD_REQUEST", why))?;
+        let ty = ty?;
         Ok((request, ty))
     }
 
@@ -395,6 +422,32 @@ mod tests {
         for q in [a, c] {
             assert_eq!(docs.resolve("", &ext(&sha256_hex(q))).unwrap().query, q);
         }
+    }
+
+    #[test]
+    fn documents_whose_hash_is_not_their_text_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ops.json");
+        let good = "query Me { me { id } }";
+        let wrong = "0".repeat(64);
+        std::fs::write(
+            &path,
+            serde_json::json!({ sha256_hex(good): good, wrong.clone(): "{ me { id } }" })
+                .to_string(),
+        )
+        .unwrap();
+        let config = Persisted {
+            documents: Some(path.clone()),
+            ..config(1024)
+        };
+        let err = Documents::load(&config).err().expect("refused");
+        assert!(err.contains(&wrong), "{err}");
+
+        std::fs::write(&path, "[1, 2]").unwrap();
+        assert!(Documents::load(&config).is_err());
+        std::fs::write(&path, r#"{"operations": [{"id": "x"}]}"#).unwrap();
+        let err = Documents::load(&config).err().expect("refused");
+        assert!(err.contains("operation 0"), "{err}");
     }
 
     #[test]

@@ -161,6 +161,15 @@ impl TestDb {
         }
     }
 
+    /// `sqlite` or `postgres`, for naming what a test leaves behind.
+    pub fn backend_name(&self) -> &'static str {
+        if self.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
     /// Drops the database (PostgreSQL; a SQLite file goes with its directory).
     pub async fn remove(&self) {
         if let Some((server, name)) = &self.postgres
