@@ -20,8 +20,9 @@ use crate::db::posts::PostRow;
 pub enum Event {
     /// A post became visible to everyone: written as published, or a draft published.
     PostPublished(Arc<PostRow>),
-    /// A vote was given or withdrawn on this post.
-    PostVoted {
+    /// A vote was given or withdrawn on this post, or it was deleted, published or
+    /// turned back into a draft.
+    PostChanged {
         /// The post.
         post_id: Uuid,
     },

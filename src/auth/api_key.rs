@@ -220,6 +220,23 @@ impl Auth {
         })
     }
 
+    /// Whether the key `id` of `user_id` still works: not revoked, not expired, and its
+    /// owner active. Unlike using the key, checking it is neither logged nor counted as
+    /// use.
+    pub(crate) async fn api_key_still_valid(&self, id: Uuid, user_id: Uuid) -> AppResult<bool> {
+        let mut conn = self.db.acquire().await?;
+        let now = db::now();
+        let Some(key) = api_keys::find(&mut conn, id).await? else {
+            return Ok(false);
+        };
+        if key.user_id != user_id || !key.is_live(now) {
+            return Ok(false);
+        }
+        Ok(crate::db::users::find_by_id(&mut conn, user_id)
+            .await?
+            .is_some_and(|user| user.is_active()))
+    }
+
     /// The identity a secret stands for, or why it stands for none.
     pub(crate) async fn identify_api_key(
         &self,

@@ -149,18 +149,14 @@ impl Caller {
         let Some(Ok(who)) = self.identity.get() else {
             return Ok(false);
         };
-        match (&who.credential, &self.credentials) {
-            (Credential::Session(id), _) => {
+        match who.credential {
+            Credential::Session(id) => {
                 let mut conn = auth.db.acquire().await?;
-                Ok(sessions::find_with_user(&mut conn, *id)
+                Ok(sessions::find_with_user(&mut conn, id)
                     .await?
                     .is_some_and(|row| row.is_live_for(who.user.id, db::now())))
             }
-            (Credential::ApiKey { id, .. }, Credentials::ApiKey(secret)) => Ok(auth
-                .identify_api_key(secret)
-                .await?
-                .is_ok_and(|(user, key)| key.id == *id && user.id == who.user.id)),
-            (Credential::ApiKey { .. }, _) => Ok(false),
+            Credential::ApiKey { id, .. } => auth.api_key_still_valid(id, who.user.id).await,
         }
     }
 

@@ -30,39 +30,39 @@ impl SubscriptionRoot {
         })
     }
 
-    /// The post with id `id` each time its vote count changes. NOT_FOUND, as for any
-    /// post, when the caller may not see it; the subscription ends when the post is
-    /// deleted, or becomes a draft the caller did not write.
+    /// The post with id `id` as it is now, then each time its vote count changes. A
+    /// draft can be followed by its author alone: NOT_FOUND for anyone else, as when
+    /// there is no such post. The subscription ends when the post is deleted, or becomes
+    /// a draft the caller did not write.
     #[graphql(guard = "SignedIn")]
     async fn post_voted(&self, ctx: &Context<'_>, id: ID) -> Result<impl Stream<Item = Post>> {
         let post_id = parse_id("id", &id)?;
         let viewer = identity(ctx).await?.user.id;
         let posts = posts(ctx).clone();
-        // Subscribed before the post is looked up, so no vote in between is missed.
+        // Subscribed before the post is read, so that no change after the reading is
+        // missed.
         let events = auth(ctx).events.subscribe();
-        let Some((_, count)) = posts.for_subscriber(viewer, post_id).await? else {
+        let Some((row, count)) = posts.for_subscriber(viewer, post_id).await? else {
             return Err(AppError::NotFound("no such post".to_owned()).into());
         };
-        let votes = events.filter(move |event| {
-            future::ready(matches!(event, Event::PostVoted { post_id: p } if *p == post_id))
-        });
-        let changes = votes
+        let current = with_count(row, count);
+        let changes = events
+            .filter(move |event| {
+                future::ready(matches!(event, Event::PostChanged { post_id: p } if *p == post_id))
+            })
             .then(move |_| {
                 let posts = posts.clone();
                 async move { posts.for_subscriber(viewer, post_id).await }
             })
             .scan(count, move |last, found| {
                 let next = match found {
-                    // Deleted, or turned back into a draft: nothing more will come.
+                    // Deleted, or a draft the caller may no longer see: nothing more.
                     Ok(None) => None,
                     Ok(Some((row, count))) if count != *last => {
                         *last = count;
-                        Some(Some(Post {
-                            vote_count: Some(count),
-                            ..Post::from(row)
-                        }))
+                        Some(Some(with_count(row, count)))
                     }
-                    Ok(_) => Some(None),
+                    Ok(Some(_)) => Some(None),
                     Err(e) => {
                         tracing::warn!(error = %e, %post_id, "could not load a voted post");
                         Some(None)
@@ -71,6 +71,13 @@ impl SubscriptionRoot {
                 future::ready(next)
             })
             .filter_map(future::ready);
-        Ok(changes)
+        Ok(futures::stream::once(future::ready(current)).chain(changes))
+    }
+}
+
+fn with_count(row: crate::db::posts::PostRow, count: i64) -> Post {
+    Post {
+        vote_count: Some(count),
+        ..Post::from(row)
     }
 }

@@ -12,6 +12,7 @@
 //!   case an announcement came from elsewhere).
 //! - Only subscriptions run here; queries and mutations go over HTTP, where each
 //!   request is authenticated afresh.
+//! - The server pings every 30 seconds and drops a peer silent for a minute.
 
 use std::{
     sync::{Arc, Mutex},
@@ -44,8 +45,8 @@ use crate::{
 
 /// How long a client may take to send `connection_init`.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often an idle socket is pinged, so that proxies keep it open and dead peers are
-/// noticed.
+/// How often the socket is pinged, so that proxies keep it open; a peer that has sent
+/// nothing, not even a pong, for two of these is taken for gone.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 /// How often a socket's credential is checked again without being told to.
 const RECHECK: Duration = Duration::from_secs(60);
@@ -178,7 +179,12 @@ async fn serve(
 ) {
     let auth = state.auth.clone();
     let (mut sink, source) = socket.split();
+    let heard = Arc::new(Mutex::new(tokio::time::Instant::now()));
     let input = source
+        .inspect({
+            let heard = heard.clone();
+            move |_| *heard.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now()
+        })
         .take_while(|m| future::ready(matches!(m, Ok(m) if !matches!(m, Message::Close(_)))))
         .filter_map(|m| {
             future::ready(match m {
@@ -285,11 +291,18 @@ async fn serve(
                 }
             }
             _ = keepalive.tick(), if accepted.is_some() => {
-                let ping = match protocol {
-                    WebSocketProtocols::GraphQLWS => r#"{"type":"ping"}"#,
-                    WebSocketProtocols::SubscriptionsTransportWS => r#"{"type":"ka"}"#,
-                };
-                if sink.send(Message::Text(ping.into())).await.is_err() {
+                let silent = heard.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+                if silent > 2 * KEEPALIVE {
+                    tracing::debug!(?silent, "WebSocket peer gone quiet; closing");
+                    break Some((1001, "no answer to pings".to_owned()));
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+                // The older protocol's clients time out without its own keep-alive.
+                if protocol == WebSocketProtocols::SubscriptionsTransportWS
+                    && sink.send(Message::Text(r#"{"type":"ka"}"#.into())).await.is_err()
+                {
                     break None;
                 }
             }
@@ -298,7 +311,13 @@ async fn serve(
             }
         }
     };
-    if let Some((code, reason)) = close {
+    if let Some((code, mut reason)) = close {
+        // A close frame's reason may hold at most 123 bytes.
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
         let frame = CloseFrame {
             code,
             reason: reason.into(),

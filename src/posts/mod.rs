@@ -158,6 +158,9 @@ impl Posts {
         )
         .await?
         .ok_or_else(not_found)?;
+        if updated.published != post.published {
+            self.events.publish(Event::PostChanged { post_id: id });
+        }
         if updated.published && !post.published {
             self.events
                 .publish(Event::PostPublished(std::sync::Arc::new(updated.clone())));
@@ -177,6 +180,7 @@ impl Posts {
         }
         posts::delete(&mut conn, id).await?;
         tracing::info!("post deleted");
+        self.events.publish(Event::PostChanged { post_id: id });
         Ok(id)
     }
 
@@ -187,7 +191,7 @@ impl Posts {
         let post = self.visible(&mut conn, who, id).await?;
         match votes::add(&mut conn, id, who.user.id, db::now()).await {
             Ok(()) => {
-                self.events.publish(Event::PostVoted { post_id: id });
+                self.events.publish(Event::PostChanged { post_id: id });
                 Ok(post)
             }
             // Deleted between the check and the vote.
@@ -202,7 +206,7 @@ impl Posts {
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         votes::remove(&mut conn, id, who.user.id).await?;
-        self.events.publish(Event::PostVoted { post_id: id });
+        self.events.publish(Event::PostChanged { post_id: id });
         Ok(post)
     }
 

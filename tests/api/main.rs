@@ -18,6 +18,7 @@ mod pagination;
 mod persisted;
 mod posts;
 mod sessions;
+mod subscriptions;
 mod throttle;
 mod tokens;
 mod transport;
