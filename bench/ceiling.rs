@@ -93,7 +93,12 @@ async fn main() {
         std::process::exit(2);
     };
     let url = DatabaseUrl::parse(url).expect("a database URL");
-    let db = Db::connect(&url).await.expect("the database");
+    // The same pool as quire's by default.
+    let size = std::env::var("QUIRE_DATABASE_POOL_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let db = Db::connect(&url, size).await.expect("the database");
     let state = Arc::new(Ceiling {
         db,
         viewer: viewer.parse().expect("a user id"),

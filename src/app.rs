@@ -16,7 +16,7 @@ use crate::{
     db::{ConnectError, Db, settings},
     error::chain,
     events::Events,
-    graphql::{self, AppSchema, documents::Documents},
+    graphql::{self, documents::Documents, runner::Runner},
     http::{self, AppState},
     posts::Posts,
 };
@@ -70,16 +70,14 @@ pub struct App {
     pub db: Db,
     /// The authentication service the resolvers and the CLI call.
     pub auth: Auth,
-    /// The GraphQL schema, with `auth` in its data.
-    pub schema: AppSchema,
-    /// Persisted queries and trusted documents.
-    pub documents: Arc<Documents>,
+    /// Runs operations against the GraphQL schema, which has `auth` in its data.
+    pub runner: Runner,
 }
 
 impl App {
     /// Connects to the database, applies migrations and loads the signing key.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::connect(&config.database_url, config.pool_size).await?;
         db.migrate()
             .await
             .map_err(|e| StartError::Migrate(chain(&e)))?;
@@ -111,12 +109,11 @@ impl App {
             );
         }
         Ok(Self {
-            documents: Arc::new(documents),
+            runner: Runner::new(schema, Arc::new(documents), config.limits.max_aliases),
             config: Arc::new(config.clone()),
             metrics: crate::telemetry::metrics(),
             db,
             auth,
-            schema,
         })
     }
 
@@ -127,12 +124,11 @@ impl App {
 
     fn state(&self) -> AppState {
         AppState {
-            schema: self.schema.clone(),
+            runner: self.runner.clone(),
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: self.metrics.clone(),
             auth: self.auth.clone(),
-            documents: self.documents.clone(),
         }
     }
 

@@ -157,7 +157,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn migrate(config: &Config, revert: bool) -> Result<(), CliError> {
-    let db = Db::connect(&config.database_url)
+    let db = Db::connect(&config.database_url, config.pool_size)
         .await
         .map_err(StartError::from)?;
     if revert {

@@ -155,6 +155,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Where to serve `/metrics` instead of the main address (`QUIRE_METRICS_LISTEN`).
     pub metrics_listen: Option<SocketAddr>,
+    /// The most database connections the pool opens (`QUIRE_DATABASE_POOL_SIZE`).
+    pub pool_size: u32,
     /// Persisted queries and trusted documents.
     pub persisted: Persisted,
     /// Where the GraphiQL page loads its scripts and styles from
@@ -220,6 +222,8 @@ pub mod defaults {
     pub const RATE_LIMIT_PER_MINUTE: &str = "30";
     /// `QUIRE_RATE_LIMIT_BURST`.
     pub const RATE_LIMIT_BURST: &str = "10";
+    /// `QUIRE_DATABASE_POOL_SIZE`.
+    pub const DATABASE_POOL_SIZE: &str = "8";
     /// `QUIRE_PERSISTED_QUERIES_CACHE`.
     pub const PERSISTED_QUERIES_CACHE: &str = "4MiB";
     /// `QUIRE_GRAPHIQL_ASSETS`: the npm packages as a public CDN serves them.
@@ -358,6 +362,14 @@ pub struct Settings {
         global = true
     )]
     pub rate_limit_burst: String,
+    /// The most database connections to open
+    #[arg(
+        long,
+        env = "QUIRE_DATABASE_POOL_SIZE",
+        default_value = defaults::DATABASE_POOL_SIZE,
+        global = true
+    )]
+    pub database_pool_size: String,
     /// Memory for automatic persisted queries, e.g. 4MiB; 0 turns them off
     #[arg(
         long,
@@ -469,6 +481,7 @@ impl Default for Settings {
             refresh_cookie: "false".to_owned(),
             cors_origins: String::new(),
             metrics_listen: String::new(),
+            database_pool_size: defaults::DATABASE_POOL_SIZE.to_owned(),
             persisted_queries_cache: defaults::PERSISTED_QUERIES_CACHE.to_owned(),
             persisted_documents: String::new(),
             persisted_only: "false".to_owned(),
@@ -638,7 +651,17 @@ impl Config {
                 ),
             ));
         }
+        let pool_size = match count("QUIRE_DATABASE_POOL_SIZE", &s.database_pool_size, 1)? {
+            n @ 1..=1000 => n as u32,
+            n => {
+                return Err(ConfigError::new(
+                    "QUIRE_DATABASE_POOL_SIZE",
+                    format!("{n} connections is more than any database should be asked for"),
+                ));
+            }
+        };
         Ok(Self {
+            pool_size,
             persisted,
             graphiql_assets,
             database_url,

@@ -135,8 +135,10 @@ impl Caller {
 
     /// The signed-in caller, or UNAUTHENTICATED.
     pub async fn identity(&self, auth: &Auth) -> AppResult<&Identity> {
+        // Boxed: awaited from nearly every resolver, its database work would otherwise
+        // make every field's future, on every object, as large as itself.
         self.identity
-            .get_or_try_init(|| self.resolve(auth))
+            .get_or_try_init(|| Box::pin(self.resolve(auth)))
             .await?
             .as_ref()
             .map_err(|why| AppError::Unauthenticated(why))

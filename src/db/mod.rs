@@ -148,8 +148,9 @@ pub enum ConnectError {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Db {
-    /// Opens a pool for `url`; a SQLite file is created when missing.
-    pub async fn connect(url: &DatabaseUrl) -> Result<Self, ConnectError> {
+    /// Opens a pool of at most `size` connections for `url`; a SQLite file is created when
+    /// missing.
+    pub async fn connect(url: &DatabaseUrl, size: u32) -> Result<Self, ConnectError> {
         let unreachable = |e: sqlx::Error| ConnectError::Unreachable {
             url: url.redacted(),
             reason: crate::error::chain(&e),
@@ -170,7 +171,8 @@ impl Db {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5));
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(size)
+                    .test_before_acquire(false)
                     .acquire_timeout(CONNECT_TIMEOUT)
                     .connect_with(options)
                     .await
@@ -191,7 +193,10 @@ impl Db {
                     .map_err(unreachable)?;
                 probe.close().await.map_err(unreachable)?;
                 let pool = PgPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(size)
+                    // No round trip to check a connection each time it is taken: a broken
+                    // one fails its query and is dropped then.
+                    .test_before_acquire(false)
                     .acquire_timeout(CONNECT_TIMEOUT)
                     .connect_with(options)
                     .await

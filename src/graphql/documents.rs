@@ -12,7 +12,7 @@ use std::{
 };
 
 use async_graphql::{
-    Request, ServerError, Value, Variables,
+    ServerError, Value, Variables,
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use lru::LruCache;
@@ -105,7 +105,8 @@ impl Unrunnable {
     }
 }
 
-fn coded(mut error: ServerError, code: &str) -> ServerError {
+/// `error` with `code`.
+pub fn coded(mut error: ServerError, code: &str) -> ServerError {
     error
         .extensions
         .get_or_insert_with(Default::default)
@@ -113,29 +114,31 @@ fn coded(mut error: ServerError, code: &str) -> ServerError {
     error
 }
 
-/// The type of the operation a request selects from its document, or why it cannot
-/// run: no operation is selected, or a required variable has no value (which the
+/// The type and name of the operation a request selects from its document, or why it
+/// cannot run: no operation is selected, or a required variable has no value (which the
 /// executor would only find out once running).
-fn operation_type(
+pub fn operation_type(
     document: &ExecutableDocument,
     name: Option<&str>,
     variables: &Variables,
-) -> Result<OperationType, Unrunnable> {
+) -> Result<(OperationType, Option<String>), Unrunnable> {
     let unknown = |name: &str| {
         Unrunnable::new(
             "BAD_REQUEST",
             format!("the document has no operation named \"{name}\""),
         )
     };
-    let operation = match (&document.operations, name) {
-        (DocumentOperations::Single(op), None) => op,
+    let (operation, name) = match (&document.operations, name) {
+        (DocumentOperations::Single(op), None) => (op, None),
         (DocumentOperations::Single(_), Some(name)) => return Err(unknown(name)),
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name).ok_or_else(|| unknown(name))?
-        }
+        (DocumentOperations::Multiple(ops), Some(name)) => (
+            ops.get(name).ok_or_else(|| unknown(name))?,
+            Some(name.to_owned()),
+        ),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
-            .values()
+            .iter()
             .next()
+            .map(|(name, op)| (op, Some(name.to_string())))
             .ok_or_else(|| Unrunnable::new("BAD_REQUEST", "the document holds no operation"))?,
         (DocumentOperations::Multiple(_), None) => {
             return Err(Unrunnable::new(
@@ -159,7 +162,7 @@ fn operation_type(
             ));
         }
     }
-    Ok(operation.node.ty)
+    Ok((operation.node.ty, name))
 }
 
 /// The trusted documents and the persisted-query cache.
@@ -202,36 +205,6 @@ impl Documents {
             only: config.only,
             cache,
         })
-    }
-
-    /// Finds the request's document (in full or by hash), parses it once for the
-    /// executor, remembers a newly registered one, and tells which type of operation it
-    /// selects.
-    pub fn prepare(&self, mut request: Request) -> Result<(Request, OperationType), Unrunnable> {
-        let resolved = self
-            .resolve(&request.query, &request.extensions.0)
-            .map_err(|refusal| Unrunnable {
-                status: Some(refusal.status()),
-                ..Unrunnable::new(refusal.code(), refusal.message())
-            })?;
-        request.query = resolved.query;
-        let name = request.operation_name.clone();
-        let variables = std::mem::take(&mut request.variables);
-        let ty = match request.parsed_query() {
-            Ok(document) => operation_type(document, name.as_deref(), &variables),
-            Err(error) => {
-                return Err(Unrunnable {
-                    error: Box::new(coded(error, super::error_codes::PARSE_FAILED)),
-                    status: None,
-                });
-            }
-        };
-        request.variables = variables;
-        if let Some(hash) = resolved.register {
-            self.remember(hash, &request.query);
-        }
-        let ty = ty?;
-        Ok((request, ty))
     }
 
     /// How many trusted documents are loaded.
@@ -301,18 +274,27 @@ impl Documents {
             return;
         };
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-        if query.len() > cache.max_bytes || cache.entries.contains(&hash) {
+        let cost = entry_cost(query);
+        if cost > cache.max_bytes || cache.entries.contains(&hash) {
             return;
         }
-        cache.bytes += query.len();
+        cache.bytes += cost;
         cache.entries.put(hash, Arc::from(query));
         while cache.bytes > cache.max_bytes {
             match cache.entries.pop_lru() {
-                Some((_, old)) => cache.bytes -= old.len(),
+                Some((_, old)) => cache.bytes -= entry_cost(&old),
                 None => break,
             }
         }
     }
+}
+
+/// What an entry of the cache costs in memory: its text, its hash, and the bookkeeping
+/// of the map and the list around them, so that many tiny texts cannot hold more memory
+/// than the setting allows.
+fn entry_cost(query: &str) -> usize {
+    const BOOKKEEPING: usize = 160;
+    query.len() + 64 + BOOKKEEPING
 }
 
 /// The lowercase hash in `extensions.persistedQuery`, if the request has one.
@@ -407,8 +389,8 @@ mod tests {
 
     #[test]
     fn the_cache_forgets_the_least_recently_used_text_beyond_its_size() {
-        let docs = Documents::load(&config(20)).unwrap();
         let (a, b, c) = ("{ a a a }", "{ b b b }", "{ c c c }");
+        let docs = Documents::load(&config(2 * entry_cost(a) + 1)).unwrap();
         for q in [a, b] {
             docs.remember(sha256_hex(q), q);
         }

@@ -1,18 +1,7 @@
 //! Gives every error a stable `extensions.code`, including the errors async-graphql
 //! raises itself before or while executing an operation.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
-
-use async_graphql::{
-    Response, ServerError, ServerResult, ValidationResult, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
-    },
-    parser::types::ExecutableDocument,
-};
+use async_graphql::{Response, ServerError, Value};
 
 use crate::error::Code;
 
@@ -21,81 +10,33 @@ pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 /// The operation does not fit the schema.
 pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 
-/// Set once an operation begins to execute: a response to a request carrying it unset
-/// failed before execution (parse, validation, variables), and so has no `data`.
-#[derive(Clone, Default)]
-pub struct ExecutionStarted(Arc<AtomicBool>);
-
-impl ExecutionStarted {
-    /// Whether execution began.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-/// The extension factory.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
-    }
-}
-
-struct ErrorCodesExtension;
-
-fn with_code(mut err: ServerError, code: &str) -> ServerError {
-    let ext = err.extensions.get_or_insert_with(Default::default);
+/// Adds `code` to `error` unless it has one.
+pub fn with_code(mut error: ServerError, code: &str) -> ServerError {
+    let ext = error.extensions.get_or_insert_with(Default::default);
     if ext.get("code").is_none() {
         ext.set("code", code);
     }
-    err
+    error
 }
 
-#[async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|e| with_code(e, PARSE_FAILED))
-    }
+/// Whether the executor got as far as executing the operation: then there is data, or
+/// an error raised at a field (which has a path). An error before execution (validation,
+/// variables, limits) has neither.
+pub fn executed(response: &Response) -> bool {
+    !matches!(response.data, Value::Null) || response.errors.iter().any(|e| !e.path.is_empty())
+}
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| with_code(e, VALIDATION_FAILED))
-                .collect()
-        })
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        if let Some(started) = ctx.data_opt::<ExecutionStarted>() {
-            started.0.store(true, Ordering::Release);
-        }
-        let mut response = next.run(ctx, operation_name).await;
-        // Resolvers return application errors, which carry their code already, and
-        // argument values were checked during validation. Anything uncoded that is left is
-        // unexpected, and labelled as such.
-        response.errors = std::mem::take(&mut response.errors)
-            .into_iter()
-            .map(|e| with_code(e, Code::InternalServerError.as_str()))
-            .collect();
-        response
-    }
+/// Codes the errors the executor raised itself: those before execution failed
+/// validation; any other uncoded error is unexpected, and labelled as such (resolvers
+/// return application errors, which carry their code already).
+pub fn finish(response: &mut Response, executed: bool) {
+    let code = if executed {
+        Code::InternalServerError.as_str()
+    } else {
+        VALIDATION_FAILED
+    };
+    response.errors = std::mem::take(&mut response.errors)
+        .into_iter()
+        .map(|e| with_code(e, code))
+        .collect();
 }

@@ -1,27 +1,13 @@
 //! Refuses operations that would cost too much, before anything runs: too deep and too
 //! costly (async-graphql's own checks, set up in [`super::schema`]) and too many aliases
-//! (this extension), since aliases let one request repeat a field many times over.
-
-use std::sync::Arc;
+//! ([`check_aliases`]), since aliases let one request repeat a field many times over.
 
 use async_graphql::{
-    ErrorExtensionValues, Name, Pos, ServerError, ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
+    ErrorExtensionValues, Name, Pos, ServerError,
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
 use super::error_codes::VALIDATION_FAILED;
-
-/// The extension factory: at most this many aliased fields in a document.
-pub struct AliasLimit(pub usize);
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimitExtension(self.0))
-    }
-}
-
-struct AliasLimitExtension(usize);
 
 /// Counts the aliases one operation executes, each fragment spread counted where it is
 /// spread (as often as it is), and stops as soon as the count passes `limit`: spreading
@@ -94,29 +80,17 @@ fn count(document: &ExecutableDocument, limit: usize) -> usize {
         .unwrap_or(0)
 }
 
-#[async_trait::async_trait]
-impl Extension for AliasLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if count(&document, self.0) > self.0 {
-            let mut error = ServerError::new(
-                format!(
-                    "the operation uses more than {} aliases, the most allowed",
-                    self.0
-                ),
-                Some(Pos { line: 1, column: 1 }),
-            );
-            let mut extensions = ErrorExtensionValues::default();
-            extensions.set("code", VALIDATION_FAILED);
-            error.extensions = Some(extensions);
-            return Err(error);
-        }
-        Ok(document)
+/// Refuses a document with more than `limit` aliased fields in an operation.
+pub fn check_aliases(document: &ExecutableDocument, limit: usize) -> Result<(), ServerError> {
+    if count(document, limit) <= limit {
+        return Ok(());
     }
+    let mut error = ServerError::new(
+        format!("the operation uses more than {limit} aliases, the most allowed"),
+        Some(Pos { line: 1, column: 1 }),
+    );
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", VALIDATION_FAILED);
+    error.extensions = Some(extensions);
+    Err(error)
 }

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod loaders;
 pub mod operations;
 pub mod posts;
+pub mod runner;
 pub mod subscriptions;
 pub mod types;
 pub mod users;
@@ -44,9 +45,6 @@ pub type AppSchema = Schema<Query, Mutation, SubscriptionRoot>;
 
 fn builder() -> SchemaBuilder<Query, Mutation, SubscriptionRoot> {
     Schema::build(Query::default(), Mutation::default(), SubscriptionRoot)
-        .extension(error_codes::ErrorCodes)
-        .extension(field_order::FieldOrder)
-        .extension(operations::OperationMetrics)
 }
 
 /// Builds the schema with the services its resolvers use, the limits on operations, and
@@ -59,7 +57,6 @@ pub fn schema(auth: Auth, posts: Posts, limits: &Limits, exposure: &Exposure) ->
     builder
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .extension(limits::AliasLimit(limits.max_aliases))
         .data(auth)
         .data(posts)
         .finish()

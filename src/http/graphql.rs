@@ -29,7 +29,10 @@ use crate::{
     auth::{Caller, ClientInfo},
     error::REQUEST_ID,
     graphql::{
-        context::CredentialBudget, documents::Unrunnable, error_codes::ExecutionStarted, loaders,
+        context::CredentialBudget,
+        documents::Unrunnable,
+        loaders,
+        runner::{Ran, Ready},
     },
 };
 
@@ -110,9 +113,9 @@ fn prepare(
     state: &AppState,
     request: async_graphql::Request,
     over_get: bool,
-) -> Result<async_graphql::Request, Unrunnable> {
-    let (request, ty) = state.documents.prepare(request)?;
-    match ty {
+) -> Result<Ready, Unrunnable> {
+    let ready = state.runner.prepare(request)?;
+    match ready.ty {
         OperationType::Subscription => Err(Unrunnable::new(
             "BAD_REQUEST",
             "subscriptions are served over WebSocket on /graphql \
@@ -122,7 +125,7 @@ fn prepare(
             status: Some(StatusCode::METHOD_NOT_ALLOWED.as_u16()),
             ..Unrunnable::new("METHOD_NOT_ALLOWED", "mutations must be sent with POST")
         }),
-        _ => Ok(request),
+        _ => Ok(ready),
     }
 }
 
@@ -161,30 +164,28 @@ async fn run(
     let mut ready = Vec::new();
     for request in requests {
         match prepare(state, request, transport.over_get) {
-            Ok(mut request) => {
-                let started = ExecutionStarted::default();
-                request.data.insert(started.clone());
-                request.data.insert(caller.clone());
-                request.data.insert(client.clone());
-                request.data.insert(loader.clone());
-                request.data.insert(budget.clone());
-                request.data.insert(session.clone());
-                ready.push((request, started));
+            Ok(mut operation) => {
+                let data = &mut operation.request.data;
+                data.insert(caller.clone());
+                data.insert(client.clone());
+                data.insert(loader.clone());
+                data.insert(budget.clone());
+                data.insert(session.clone());
+                ready.push(operation);
                 early.push(None);
             }
             Err(failure) => early.push(Some(failure)),
         }
     }
-    let (requests, started): (Vec<_>, Vec<_>) = ready.into_iter().unzip();
     let execution = futures::future::join_all(
-        requests
+        ready
             .into_iter()
-            .map(|request| state.schema.execute(request)),
+            .map(|operation| state.runner.execute(operation)),
     );
-    let responses = REQUEST_ID
+    let ran = REQUEST_ID
         .scope(request_id, loaders::drive(batches, execution))
         .await;
-    let mut executed = responses.into_iter().zip(started);
+    let mut ran = ran.into_iter();
 
     let mut fixed_status = None;
     let mut outcomes = Vec::with_capacity(early.len());
@@ -198,11 +199,8 @@ async fn run(
                 }
             }
             None => {
-                let (response, started) = executed.next().expect("one response per request");
-                Outcome {
-                    response,
-                    executed: started.get(),
-                }
+                let Ran { response, executed } = ran.next().expect("one response per request");
+                Outcome { response, executed }
             }
         });
     }

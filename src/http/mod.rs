@@ -24,18 +24,13 @@ use tower_http::{
 
 use std::sync::Arc;
 
-use crate::{
-    auth::Auth,
-    config::Config,
-    db::Db,
-    graphql::{AppSchema, documents::Documents},
-};
+use crate::{auth::Auth, config::Config, db::Db, graphql::runner::Runner};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The GraphQL schema with its services.
-    pub schema: AppSchema,
+    /// Runs operations against the GraphQL schema.
+    pub runner: Runner,
     /// The database, for the readiness probe and the loaders.
     pub db: Db,
     /// The configuration: limits, exposure, proxies, cookies, origins.
@@ -44,8 +39,6 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Authenticates WebSocket connections and hears when their sessions end.
     pub auth: Auth,
-    /// Persisted queries and trusted documents.
-    pub documents: Arc<Documents>,
 }
 
 /// `/metrics` alone, for serving on its own address.

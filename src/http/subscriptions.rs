@@ -40,7 +40,7 @@ use crate::{
     auth::{Caller, ClientInfo, Credential},
     error::AppError,
     events::Event,
-    graphql::{context::CredentialBudget, documents::Unrunnable, loaders},
+    graphql::{context::CredentialBudget, documents::Unrunnable, loaders, runner::Ready},
 };
 
 /// How long a client may take to send `connection_init`.
@@ -376,12 +376,9 @@ struct SubscriptionExecutor {
 }
 
 impl SubscriptionExecutor {
-    fn prepare(
-        &self,
-        request: async_graphql::Request,
-    ) -> Result<async_graphql::Request, ServerError> {
-        match self.state.documents.prepare(request) {
-            Ok((request, OperationType::Subscription)) => Ok(request),
+    fn prepare(&self, request: async_graphql::Request) -> Result<Ready, ServerError> {
+        match self.state.runner.prepare(request) {
+            Ok(ready) if ready.ty == OperationType::Subscription => Ok(ready),
             Ok(_) => Err(*Unrunnable::new(
                 "BAD_REQUEST",
                 "only subscriptions run over WebSocket; send queries and mutations over HTTP",
@@ -404,14 +401,13 @@ impl Executor for SubscriptionExecutor {
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
         match self.prepare(request) {
-            Ok(mut request) => {
-                request
-                    .data
-                    .insert(Arc::new(loaders::for_stream(self.state.db.clone())));
-                request.data.insert(CredentialBudget::default());
+            Ok(mut ready) => {
+                let data = &mut ready.request.data;
+                data.insert(Arc::new(loaders::for_stream(self.state.db.clone())));
+                data.insert(CredentialBudget::default());
                 self.state
-                    .schema
-                    .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+                    .runner
+                    .subscribe(ready, session_data.unwrap_or_default())
             }
             Err(error) => {
                 futures::stream::once(future::ready(Response::from_errors(vec![error]))).boxed()
