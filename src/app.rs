@@ -72,6 +72,8 @@ pub struct App {
     pub auth: Auth,
     /// Runs operations against the GraphQL schema, which has `auth` in its data.
     pub runner: Runner,
+    /// One permit per WebSocket connection being served.
+    pub websockets: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -110,6 +112,7 @@ impl App {
         }
         Ok(Self {
             runner: Runner::new(schema, Arc::new(documents), config.limits.max_aliases),
+            websockets: Arc::new(tokio::sync::Semaphore::new(config.max_websockets)),
             config: Arc::new(config.clone()),
             metrics: crate::telemetry::metrics(),
             db,
@@ -125,6 +128,7 @@ impl App {
     fn state(&self) -> AppState {
         AppState {
             runner: self.runner.clone(),
+            websockets: self.websockets.clone(),
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: self.metrics.clone(),

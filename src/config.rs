@@ -157,6 +157,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The most database connections the pool opens (`QUIRE_DATABASE_POOL_SIZE`).
     pub pool_size: u32,
+    /// The most WebSocket connections served at once (`QUIRE_MAX_WEBSOCKETS`).
+    pub max_websockets: usize,
     /// Persisted queries and trusted documents.
     pub persisted: Persisted,
     /// Where the GraphiQL page loads its scripts and styles from
@@ -224,6 +226,8 @@ pub mod defaults {
     pub const RATE_LIMIT_BURST: &str = "10";
     /// `QUIRE_DATABASE_POOL_SIZE`.
     pub const DATABASE_POOL_SIZE: &str = "8";
+    /// `QUIRE_MAX_WEBSOCKETS`.
+    pub const MAX_WEBSOCKETS: &str = "10000";
     /// `QUIRE_PERSISTED_QUERIES_CACHE`.
     pub const PERSISTED_QUERIES_CACHE: &str = "4MiB";
     /// `QUIRE_GRAPHIQL_ASSETS`: the npm packages as a public CDN serves them.
@@ -370,6 +374,14 @@ pub struct Settings {
         global = true
     )]
     pub database_pool_size: String,
+    /// The most WebSocket connections (subscriptions) served at once
+    #[arg(
+        long,
+        env = "QUIRE_MAX_WEBSOCKETS",
+        default_value = defaults::MAX_WEBSOCKETS,
+        global = true
+    )]
+    pub max_websockets: String,
     /// Memory for automatic persisted queries, e.g. 4MiB; 0 turns them off
     #[arg(
         long,
@@ -482,6 +494,7 @@ impl Default for Settings {
             cors_origins: String::new(),
             metrics_listen: String::new(),
             database_pool_size: defaults::DATABASE_POOL_SIZE.to_owned(),
+            max_websockets: defaults::MAX_WEBSOCKETS.to_owned(),
             persisted_queries_cache: defaults::PERSISTED_QUERIES_CACHE.to_owned(),
             persisted_documents: String::new(),
             persisted_only: "false".to_owned(),
@@ -660,8 +673,10 @@ impl Config {
                 ));
             }
         };
+        let max_websockets = count("QUIRE_MAX_WEBSOCKETS", &s.max_websockets, 0)?;
         Ok(Self {
             pool_size,
+            max_websockets,
             persisted,
             graphiql_assets,
             database_url,

@@ -25,6 +25,9 @@ pub enum Event {
     PostChanged {
         /// The post.
         post_id: Uuid,
+        /// The post and its vote count after the change; `None` once deleted. Carried
+        /// so that subscribers need not each read them.
+        now: Option<(Arc<PostRow>, i64)>,
     },
     /// Some of this user's sessions or keys may have ended, or the account was
     /// deactivated: connections that rely on them must check again.

@@ -38,7 +38,7 @@ impl SubscriptionRoot {
     async fn post_voted(&self, ctx: &Context<'_>, id: ID) -> Result<impl Stream<Item = Post>> {
         let post_id = parse_id("id", &id)?;
         let viewer = identity(ctx).await?.user.id;
-        let posts = posts(ctx).clone();
+        let posts = posts(ctx);
         // Subscribed before the post is read, so that no change after the reading is
         // missed.
         let events = auth(ctx).events.subscribe();
@@ -47,26 +47,22 @@ impl SubscriptionRoot {
         };
         let current = with_count(row, count);
         let changes = events
-            .filter(move |event| {
-                future::ready(matches!(event, Event::PostChanged { post_id: p } if *p == post_id))
+            .filter_map(move |event| {
+                future::ready(match event {
+                    Event::PostChanged { post_id: p, now } if p == post_id => Some(now),
+                    _ => None,
+                })
             })
-            .then(move |_| {
-                let posts = posts.clone();
-                async move { posts.for_subscriber(viewer, post_id).await }
-            })
-            .scan(count, move |last, found| {
-                let next = match found {
+            .scan(count, move |last, now| {
+                let next = match now {
                     // Deleted, or a draft the caller may no longer see: nothing more.
-                    Ok(None) => None,
-                    Ok(Some((row, count))) if count != *last => {
+                    None => None,
+                    Some((row, _)) if !row.visible_to(viewer, false) => None,
+                    Some((row, count)) if count != *last => {
                         *last = count;
-                        Some(Some(with_count(row, count)))
+                        Some(Some(with_count((*row).clone(), count)))
                     }
-                    Ok(Some(_)) => Some(None),
-                    Err(e) => {
-                        tracing::warn!(error = %e, %post_id, "could not load a voted post");
-                        Some(None)
-                    }
+                    Some(_) => Some(None),
                 };
                 future::ready(next)
             })

@@ -15,8 +15,9 @@ use rand::RngCore;
 
 const TEMPLATE: &str = include_str!("graphiql.html");
 
-/// The page, loading its assets from `assets` (a base URL without trailing slash).
-pub fn page(assets: &str) -> Response {
+/// The page, loading its assets from `assets` (a base URL without trailing slash), as
+/// served on `host` (the request's `Host`, for the WebSocket it may open).
+pub fn page(assets: &str, host: Option<&str>) -> Response {
     let mut nonce = [0u8; 18];
     rand::thread_rng().fill_bytes(&mut nonce);
     let nonce = STANDARD.encode(nonce);
@@ -24,10 +25,20 @@ pub fn page(assets: &str) -> Response {
         .replace("{{ASSETS}}", assets)
         .replace("{{NONCE}}", &nonce);
     let origin = origin(assets);
+    // Only scripts bearing this response's nonce run (the assets carry it too, besides
+    // their integrity hashes), so no other script from the assets' host can.
+    let sockets = host
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(|h| format!(" ws://{h} wss://{h}"))
+        .unwrap_or_default();
     let policy = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}' {origin}; \
+        "default-src 'none'; script-src 'nonce-{nonce}'; \
          style-src 'unsafe-inline' {origin}; img-src 'self' data:; font-src {origin} data:; \
-         connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; \
+         connect-src 'self'{sockets}; base-uri 'none'; form-action 'none'; \
          frame-ancestors 'none'"
     );
     let mut response = Html(html).into_response();
@@ -36,9 +47,10 @@ pub fn page(assets: &str) -> Response {
             .headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, policy);
     }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The same URL answers JSON to other clients.
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
     response
 }
 

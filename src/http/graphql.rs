@@ -71,8 +71,9 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         };
     }
     let headers = parts.headers;
-    if state.config.exposure.graphiql && wants_html(&headers) {
-        return super::graphiql::page(&state.config.graphiql_assets);
+    if state.config.exposure.graphiql && wire::wants_html(&headers) {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        return super::graphiql::page(&state.config.graphiql_assets, host);
     }
     let Ok(format) = Format::negotiate(&headers) else {
         return wire::not_acceptable();
@@ -216,6 +217,11 @@ fn respond(transport: Transport, fixed: Option<StatusCode>, outcomes: Vec<Outcom
     let status = match (retry_after, transport.batch, fixed) {
         (Some(_), _, _) => StatusCode::TOO_MANY_REQUESTS,
         (None, true, _) => StatusCode::OK,
+        // A step of the persisted-query protocol is 200 in JSON; graphql-response+json
+        // allows no success without data.
+        (None, false, Some(StatusCode::OK)) if transport.format == Format::GraphQLResponse => {
+            StatusCode::NOT_FOUND
+        }
         (None, false, Some(status)) => status,
         (None, false, None) if outcomes.iter().all(|o| o.executed) => StatusCode::OK,
         (None, false, None) => match transport.format {
@@ -309,11 +315,4 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
         .map(|ip| ip.to_canonical())
-}
-
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"))
 }

@@ -57,7 +57,7 @@ pub async fn json_posts_only(req: Request, next: Next) -> Response {
             );
             response
                 .headers_mut()
-                .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+                .insert("accept-post", HeaderValue::from_static("application/json"));
             return response;
         }
     }

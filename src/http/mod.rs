@@ -31,6 +31,8 @@ use crate::{auth::Auth, config::Config, db::Db, graphql::runner::Runner};
 pub struct AppState {
     /// Runs operations against the GraphQL schema.
     pub runner: Runner,
+    /// One permit per WebSocket connection being served.
+    pub websockets: Arc<tokio::sync::Semaphore>,
     /// The database, for the readiness probe and the loaders.
     pub db: Db,
     /// The configuration: limits, exposure, proxies, cookies, origins.

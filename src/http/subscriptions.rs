@@ -12,10 +12,15 @@
 //!   case an announcement came from elsewhere).
 //! - Only subscriptions run here; queries and mutations go over HTTP, where each
 //!   request is authenticated afresh.
-//! - The server pings every 30 seconds and drops a peer silent for a minute.
+//! - The server pings every 15 seconds and drops a peer silent for a minute.
+//! - At most `QUIRE_MAX_WEBSOCKETS` connections are served at once (503 beyond), and
+//!   each runs at most 100 subscriptions.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -45,9 +50,10 @@ use crate::{
 
 /// How long a client may take to send `connection_init`.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the socket is pinged, so that proxies keep it open; a peer that has sent
-/// nothing, not even a pong, for two of these is taken for gone.
-const KEEPALIVE: Duration = Duration::from_secs(30);
+/// How often the socket is pinged (and, in the older protocol, sent its keep-alive), so
+/// that proxies keep it open and clients know the server is there; a peer that has sent
+/// nothing, not even a pong, for four of these is taken for gone.
+const KEEPALIVE: Duration = Duration::from_secs(15);
 /// How often a socket's credential is checked again without being told to.
 const RECHECK: Duration = Duration::from_secs(60);
 
@@ -108,12 +114,24 @@ pub async fn upgrade(state: AppState, upgrade: WebSocketUpgrade, parts: &Parts) 
         authorization: text_header(&parts.headers, header::AUTHORIZATION.as_str()),
         api_key: text_header(&parts.headers, "x-api-key"),
     };
+    let Ok(permit) = state.websockets.clone().try_acquire_owned() else {
+        return Refused {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "SERVICE_UNAVAILABLE",
+            message: "this server holds as many WebSocket connections as it may; try later"
+                .to_owned(),
+        }
+        .into_response(Format::Json);
+    };
     let max = state.config.limits.max_body;
     upgrade
         .protocols([protocol.sec_websocket_protocol()])
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve(state, socket, protocol, fallback, client))
+        .on_upgrade(move |socket| async move {
+            serve(state, socket, protocol, fallback, client).await;
+            drop(permit);
+        })
         .into_response()
 }
 
@@ -180,6 +198,7 @@ async fn serve(
     let auth = state.auth.clone();
     let (mut sink, source) = socket.split();
     let heard = Arc::new(Mutex::new(tokio::time::Instant::now()));
+    let ids = Arc::new(Mutex::new(Ids::default()));
     let input = source
         .inspect({
             let heard = heard.clone();
@@ -192,6 +211,14 @@ async fn serve(
                 Ok(Message::Binary(bytes)) => Some(bytes),
                 _ => None,
             })
+        })
+        // A second subscription under a running one's id ends the connection (4409).
+        .take_while({
+            let ids = ids.clone();
+            move |bytes| {
+                let mut ids = ids.lock().unwrap_or_else(|e| e.into_inner());
+                future::ready(ids.incoming(protocol, bytes))
+            }
         });
     let init = Arc::new(Mutex::new(Init::Pending));
     let on_init = {
@@ -240,6 +267,7 @@ async fn serve(
     };
     let executor = SubscriptionExecutor {
         state: state.clone(),
+        active: Arc::default(),
     };
     let mut outgoing = Protocol::new(executor, input, protocol).on_connection_init(on_init);
     let mut access = auth.events.subscribe();
@@ -249,6 +277,7 @@ async fn serve(
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(init_deadline);
     let mut accepted: Option<(Arc<Caller>, Uuid)> = None;
+    let mut just_accepted = false;
 
     let close = loop {
         tokio::select! {
@@ -258,11 +287,26 @@ async fn serve(
                         &*init.lock().unwrap_or_else(|e| e.into_inner())
                 {
                     accepted = Some((caller.clone(), *user_id));
+                    just_accepted = true;
                     tracing::debug!(%user_id, "WebSocket connection accepted");
                 }
                 match message {
                     Some(WsMessage::Text(text)) => {
+                        let outgoing = ids
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .outgoing(protocol, text);
+                        let Some(text) = outgoing else {
+                            continue;
+                        };
                         if sink.send(Message::Text(text.into())).await.is_err() {
+                            break None;
+                        }
+                        // The older protocol's clients expect a keep-alive at once.
+                        if std::mem::take(&mut just_accepted)
+                            && protocol == WebSocketProtocols::SubscriptionsTransportWS
+                            && sink.send(Message::Text(r#"{"type":"ka"}"#.into())).await.is_err()
+                        {
                             break None;
                         }
                     }
@@ -271,7 +315,12 @@ async fn serve(
                     }
                     // Ended: the client left, or the legacy protocol refused the
                     // connection after saying why.
-                    None => break refusal(&init),
+                    None => {
+                        let duplicate = ids.lock().unwrap_or_else(|e| e.into_inner()).duplicate.take();
+                        break refusal(&init).or_else(|| {
+                            duplicate.map(|id| (4409, format!("Subscriber for {id} already exists")))
+                        });
+                    }
                 }
             }
             Some(event) = access.next() => {
@@ -292,7 +341,7 @@ async fn serve(
             }
             _ = keepalive.tick(), if accepted.is_some() => {
                 let silent = heard.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
-                if silent > 2 * KEEPALIVE {
+                if silent > 4 * KEEPALIVE {
                     tracing::debug!(?silent, "WebSocket peer gone quiet; closing");
                     break Some((1001, "no answer to pings".to_owned()));
                 }
@@ -325,6 +374,99 @@ async fn serve(
         let _ = sink.send(Message::Close(Some(frame))).await;
     }
     let _ = sink.close().await;
+}
+
+/// The ids of a connection's running subscriptions, to keep to the
+/// `graphql-transport-ws` protocol where the executor does not.
+#[derive(Default)]
+struct Ids {
+    running: std::collections::HashSet<String>,
+    /// Subscriptions the client stopped, which need no `complete` from the server.
+    stopped: std::collections::HashSet<String>,
+    /// Subscriptions that have sent something.
+    started: std::collections::HashSet<String>,
+    /// Subscriptions whose first message was an error, and so must not be completed.
+    failed: std::collections::HashSet<String>,
+    /// The id of a subscription sent twice, once one has been.
+    duplicate: Option<String>,
+}
+
+/// The `type` and `id` of a protocol message.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+impl Ids {
+    /// Notes a message from the client; false for a subscription under the id of one
+    /// still running, which ends the connection.
+    fn incoming(&mut self, protocol: WebSocketProtocols, bytes: &[u8]) -> bool {
+        if protocol != WebSocketProtocols::GraphQLWS {
+            return true;
+        }
+        let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_slice::<Envelope>(bytes) else {
+            return true;
+        };
+        match kind.as_str() {
+            "subscribe" if !self.running.insert(id.clone()) => {
+                self.duplicate = Some(id);
+                false
+            }
+            "complete" => {
+                if self.running.remove(&id) {
+                    self.stopped.insert(id);
+                }
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// A message for the client as the protocol has it, or `None` to send nothing: a
+    /// subscription whose first answer is errors without data (it could not start) gets
+    /// an `error` message and no `complete`, where the executor sends its errors as data.
+    fn outgoing(&mut self, protocol: WebSocketProtocols, text: String) -> Option<String> {
+        if protocol != WebSocketProtocols::GraphQLWS {
+            return Some(text);
+        }
+        if text.starts_with(r#"{"type":"complete""#) {
+            let id = serde_json::from_str::<Envelope>(&text).ok()?.id?;
+            self.running.remove(&id);
+            self.started.remove(&id);
+            let failed = self.failed.remove(&id);
+            let stopped = self.stopped.remove(&id);
+            return (!failed && !stopped).then_some(text);
+        }
+        if !text.starts_with(r#"{"type":"next""#) {
+            return Some(text);
+        }
+        let Some(id) = serde_json::from_str::<Envelope>(&text)
+            .ok()
+            .and_then(|e| e.id)
+        else {
+            return Some(text);
+        };
+        if !self.started.insert(id) || !text.contains(r#""data":null"#) {
+            return Some(text);
+        }
+        let mut message: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let payload = message.get_mut("payload")?;
+        let failed_to_start = payload.get("data").is_some_and(serde_json::Value::is_null)
+            && payload
+                .get("errors")
+                .and_then(|e| e.as_array())
+                .is_some_and(|errors| !errors.is_empty());
+        if !failed_to_start {
+            return Some(text);
+        }
+        let errors = payload.get_mut("errors")?.take();
+        let id = message.get("id")?.as_str()?.to_owned();
+        self.running.remove(&id);
+        self.failed.insert(id.clone());
+        Some(serde_json::json!({ "id": id, "type": "error", "payload": errors }).to_string())
+    }
 }
 
 /// The close for a connection whose session or key has ended.
@@ -373,6 +515,20 @@ fn close_code(
 #[derive(Clone)]
 struct SubscriptionExecutor {
     state: AppState,
+    /// How many subscriptions of the connection are running.
+    active: Arc<AtomicUsize>,
+}
+
+/// The most subscriptions one connection may run at once.
+const MAX_SUBSCRIPTIONS: usize = 100;
+
+/// Counts a running subscription until it is dropped.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SubscriptionExecutor {
@@ -400,6 +556,17 @@ impl Executor for SubscriptionExecutor {
         request: async_graphql::Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
+        if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_SUBSCRIPTIONS {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            let error = *Unrunnable::new(
+                "BAD_REQUEST",
+                format!("a connection may run at most {MAX_SUBSCRIPTIONS} subscriptions at once"),
+            )
+            .error;
+            return futures::stream::once(future::ready(Response::from_errors(vec![error])))
+                .boxed();
+        }
+        let running = Running(self.active.clone());
         match self.prepare(request) {
             Ok(mut ready) => {
                 let data = &mut ready.request.data;
@@ -408,6 +575,11 @@ impl Executor for SubscriptionExecutor {
                 self.state
                     .runner
                     .subscribe(ready, session_data.unwrap_or_default())
+                    .map(move |response| {
+                        let _counted = &running;
+                        response
+                    })
+                    .boxed()
             }
             Err(error) => {
                 futures::stream::once(future::ready(Response::from_errors(vec![error]))).boxed()

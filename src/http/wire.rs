@@ -24,41 +24,121 @@ pub enum Format {
     Json,
 }
 
+/// One media range of an `Accept` header.
+struct Range {
+    media: String,
+    q: f32,
+}
+
+/// The media ranges of the request's `Accept` headers, lower-cased.
+fn accept(headers: &HeaderMap) -> Vec<Range> {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next()?.trim().to_ascii_lowercase();
+            if media.is_empty() {
+                return None;
+            }
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, q)| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some(Range { media, q })
+        })
+        .collect()
+}
+
+/// How much a client wants one media type: the `q` of the most specific range that
+/// matches it, whether that range names it, and where it stands.
+#[derive(Clone, Copy)]
+struct Preference {
+    q: f32,
+    named: bool,
+    position: usize,
+}
+
+impl Preference {
+    /// Orders preferences: by `q`, then named over wildcard, then earlier first.
+    fn rank(self) -> (u32, bool, std::cmp::Reverse<usize>) {
+        (
+            (self.q * 1000.0) as u32,
+            self.named,
+            std::cmp::Reverse(self.position),
+        )
+    }
+}
+
+fn preference(ranges: &[Range], media: &str) -> Preference {
+    let main = media.split('/').next().unwrap_or("");
+    let mut best: Option<(u8, Preference)> = None;
+    for (position, range) in ranges.iter().enumerate() {
+        let specificity = if range.media == media {
+            3
+        } else if range.media.strip_suffix("/*") == Some(main) {
+            2
+        } else if range.media == "*/*" {
+            1
+        } else {
+            continue;
+        };
+        if best.is_none_or(|(s, _)| specificity > s) {
+            let named = specificity == 3;
+            best = Some((
+                specificity,
+                Preference {
+                    q: range.q,
+                    named,
+                    position,
+                },
+            ));
+        }
+    }
+    best.map_or(
+        Preference {
+            q: 0.0,
+            named: false,
+            position: usize::MAX,
+        },
+        |(_, p)| p,
+    )
+}
+
+/// Whether a browser asks for a page: `text/html` named, and preferred at least as much
+/// as JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    let ranges = accept(headers);
+    let html = preference(&ranges, "text/html");
+    let json = preference(&ranges, "application/json")
+        .q
+        .max(preference(&ranges, "application/graphql-response+json").q);
+    html.named && html.q > 0.0 && html.q >= json
+}
+
 /// The client accepts neither response media type.
 #[derive(Debug)]
 pub struct NotAcceptable;
 
 impl Format {
     /// The media type to answer in, from the `Accept` header: the supported type the
-    /// client prefers most (by `q`, then by order); `application/json` for `*/*`,
-    /// `application/*` or no header at all.
+    /// client prefers most (by `q`, then named over matched by a wildcard, then by order);
+    /// `application/json` when only a wildcard matches, or with no header at all.
     pub fn negotiate(headers: &HeaderMap) -> Result<Self, NotAcceptable> {
-        let values: Vec<&str> = headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if values.iter().all(|v| v.trim().is_empty()) {
+        let ranges = accept(headers);
+        if ranges.is_empty() {
             return Ok(Self::Json);
         }
-        let mut best: Option<(f32, Self)> = None;
-        for range in values.iter().flat_map(|v| v.split(',')) {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            let format = match media.as_str() {
-                "application/graphql-response+json" => Self::GraphQLResponse,
-                "application/json" | "application/*" | "*/*" => Self::Json,
-                _ => continue,
-            };
-            if q > 0.0 && best.is_none_or(|(top, _)| q > top) {
-                best = Some((q, format));
-            }
+        let graphql = preference(&ranges, "application/graphql-response+json");
+        let json = preference(&ranges, "application/json");
+        match (graphql, json) {
+            (g, j) if g.q <= 0.0 && j.q <= 0.0 => Err(NotAcceptable),
+            (g, j) if g.rank() > j.rank() => Ok(Self::GraphQLResponse),
+            _ => Ok(Self::Json),
         }
-        best.map(|(_, format)| format).ok_or(NotAcceptable)
     }
 
     /// The `Content-Type` of a response in this format.
@@ -243,12 +323,16 @@ impl Serialize for Outcome {
     }
 }
 
-/// `body` as a JSON response in `format`.
+/// `body` as a JSON response in `format`. Answers depend on who asks, so no shared
+/// cache may keep them.
 pub fn json(status: StatusCode, format: Format, body: String) -> Response {
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, format.content_type());
-    response.headers_mut().insert(header::VARY, vary());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, format.content_type());
+    headers.insert(header::VARY, vary());
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     response
 }

@@ -159,7 +159,7 @@ impl Posts {
         .await?
         .ok_or_else(not_found)?;
         if updated.published != post.published {
-            self.events.publish(Event::PostChanged { post_id: id });
+            self.announce(&mut conn, &updated).await;
         }
         if updated.published && !post.published {
             self.events
@@ -180,7 +180,10 @@ impl Posts {
         }
         posts::delete(&mut conn, id).await?;
         tracing::info!("post deleted");
-        self.events.publish(Event::PostChanged { post_id: id });
+        self.events.publish(Event::PostChanged {
+            post_id: id,
+            now: None,
+        });
         Ok(id)
     }
 
@@ -191,7 +194,7 @@ impl Posts {
         let post = self.visible(&mut conn, who, id).await?;
         match votes::add(&mut conn, id, who.user.id, db::now()).await {
             Ok(()) => {
-                self.events.publish(Event::PostChanged { post_id: id });
+                self.announce(&mut conn, &post).await;
                 Ok(post)
             }
             // Deleted between the check and the vote.
@@ -206,8 +209,25 @@ impl Posts {
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         votes::remove(&mut conn, id, who.user.id).await?;
-        self.events.publish(Event::PostChanged { post_id: id });
+        self.announce(&mut conn, &post).await;
         Ok(post)
+    }
+
+    /// Tells subscribers how `post` and its vote count stand now. The change is made
+    /// already: failing to count only means no announcement.
+    async fn announce(&self, conn: &mut db::DbConn, post: &PostRow) {
+        match votes::counts(&mut *conn, &[post.id]).await {
+            Ok(counts) => self.events.publish(Event::PostChanged {
+                post_id: post.id,
+                now: Some((
+                    std::sync::Arc::new(post.clone()),
+                    counts.get(&post.id).copied().unwrap_or(0),
+                )),
+            }),
+            Err(e) => {
+                tracing::warn!(post_id = %post.id, error = %e, "could not count votes to announce")
+            }
+        }
     }
 
     /// A post and its vote count, as a subscriber `viewer_id` may be sent it: drafts go

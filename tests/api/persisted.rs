@@ -67,7 +67,8 @@ async fn an_unknown_hash_is_asked_for_then_remembered(db: TestDb) {
         json!({ "extensions": persisted(&hash) }),
     )
     .await;
-    assert_eq!(status, 200, "a miss is a step of the protocol: {body}");
+    // No data, so not a success in graphql-response+json; 200 in application/json.
+    assert_eq!(status, 404, "{body}");
     assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND");
     assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
     assert!(body.get("data").is_none());
@@ -173,6 +174,23 @@ async fn a_hash_that_is_not_the_text_is_refused_and_not_remembered(db: TestDb) {
 
 async fn text_that_is_not_graphql_is_not_remembered(db: TestDb) {
     let app = db.spawn().await;
+    // Nor text that does not fit the schema.
+    let invalid = "{ noSuchField }";
+    let (status, body) = post(
+        &app,
+        None,
+        json!({ "query": invalid, "extensions": persisted(&sha256(invalid)) }),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (400, "GRAPHQL_VALIDATION_FAILED"));
+    let (_, body) = post(
+        &app,
+        None,
+        json!({ "extensions": persisted(&sha256(invalid)) }),
+    )
+    .await;
+    assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND");
+
     let junk = "{ me { id ";
     let (status, body) = post(
         &app,
@@ -223,7 +241,7 @@ async fn persisted_queries_can_be_turned_off(db: TestDb) {
         json!({ "extensions": persisted(&sha256(query)) }),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 404);
     assert_eq!(code(&body), "PERSISTED_QUERY_NOT_SUPPORTED");
     assert_eq!(body["errors"][0]["message"], "PersistedQueryNotSupported");
     // Sent in full, everything works as ever.

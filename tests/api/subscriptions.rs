@@ -24,6 +24,7 @@ crate::on_both_databases!(
     connection_init_decides_who_may_subscribe,
     the_legacy_protocol_says_why_before_closing,
     messages_out_of_turn_close_the_socket,
+    a_connection_runs_at_most_a_hundred_subscriptions,
     a_connection_never_initialised_closes_after_ten_seconds,
     a_socket_closes_when_its_session_ends,
     a_socket_closes_when_its_key_is_revoked_or_its_owner_deactivated,
@@ -267,11 +268,13 @@ impl Ws {
     }
 
     /// The error codes of the next message, which must report that subscription `id`
-    /// failed: an `error` message, or a result with errors followed by `complete`.
+    /// failed: in `graphql-transport-ws` an `error` message (which ends it, with no
+    /// `complete`), in the older protocol a result with errors followed by `complete`.
     async fn failure(&mut self, id: &str) -> Vec<String> {
         let message = self.next_json().await;
         assert_eq!(message["id"], id, "{message}");
-        let errors = if message["type"] == "error" {
+        let errors = if self.protocol == TRANSPORT_WS {
+            assert_eq!(message["type"], "error", "{message}");
             message["payload"].clone()
         } else {
             assert_eq!(
@@ -461,14 +464,16 @@ async fn subscriptions_work_in_either_protocol_on_either_path(db: TestDb) {
                 "{context}"
             );
 
-            // Stopped, a subscription is confirmed complete and sends nothing more,
-            // while a later one on the same socket still does.
+            // Stopped, a subscription sends nothing more (the older protocol confirms
+            // with `complete`), while a later one on the same socket still does.
             ws.stop("1").await;
-            assert_eq!(
-                ws.next_json().await,
-                json!({ "type": "complete", "id": "1" }),
-                "{context}"
-            );
+            if ws.legacy() {
+                assert_eq!(
+                    ws.next_json().await,
+                    json!({ "type": "complete", "id": "1" }),
+                    "{context}"
+                );
+            }
             ws.subscribe("2", POST_CREATED, json!({})).await;
             assert_eq!(ws.round_trip().await, Vec::<Value>::new(), "{context}");
             let second = app
@@ -724,9 +729,33 @@ async fn messages_out_of_turn_close_the_socket(db: TestDb) {
     let mut ws = Ws::connect(&app, "/graphql", TRANSPORT_WS).await;
     ws.send(json!({ "type": "hello" })).await;
     assert_eq!(ws.closed(WAIT).await, 4400);
-    let mut ws = Ws::ready(&app, "/graphql", TRANSPORT_WS, credentials).await;
+    let mut ws = Ws::ready(&app, "/graphql", TRANSPORT_WS, credentials.clone()).await;
     ws.send(json!({ "id": "1", "type": "subscribe" })).await;
     assert_eq!(ws.closed(WAIT).await, 4400);
+
+    // A second subscription under the id of one still running.
+    let mut ws = Ws::ready(&app, "/graphql", TRANSPORT_WS, credentials).await;
+    ws.subscribe("1", POST_CREATED, json!({})).await;
+    ws.subscribe("1", POST_CREATED, json!({})).await;
+    assert_eq!(ws.closed(WAIT).await, 4409);
+}
+
+async fn a_connection_runs_at_most_a_hundred_subscriptions(db: TestDb) {
+    let app = db.spawn().await;
+    let ada = app.signed_up("ada").await;
+    let mut ws = Ws::signed_in(&app, &ada.access).await;
+    for i in 0..100 {
+        ws.subscribe(&i.to_string(), POST_CREATED, json!({})).await;
+    }
+    assert_eq!(ws.round_trip().await, Vec::<Value>::new());
+    ws.subscribe("one too many", POST_CREATED, json!({})).await;
+    assert_eq!(ws.failure("one too many").await, ["BAD_REQUEST"]);
+
+    // Ending one makes room for another, and the socket stays open throughout.
+    ws.send(json!({ "id": "0", "type": "complete" })).await;
+    assert_eq!(ws.round_trip().await, Vec::<Value>::new());
+    ws.subscribe("another", POST_CREATED, json!({})).await;
+    assert_eq!(ws.round_trip().await, Vec::<Value>::new());
 }
 
 async fn a_connection_never_initialised_closes_after_ten_seconds(db: TestDb) {

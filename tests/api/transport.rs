@@ -21,6 +21,9 @@ crate::on_both_databases!(
     subscriptions_over_http_are_refused,
     extensions_sent_by_clients_are_accepted,
     operation_names_select_an_operation,
+    wildcards_and_weights_are_read_as_http_defines_them,
+    answers_are_never_kept_by_shared_caches,
+    graphiql_is_served_only_to_browsers_that_prefer_html,
 );
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -475,5 +478,86 @@ async fn operation_names_select_an_operation(db: TestDb) {
         assert_eq!(res.status, 400, "{name}: {}", res.body);
         assert_eq!(res.code(), "BAD_REQUEST");
         assert!(res.body.get("data").is_none());
+    }
+}
+
+async fn wildcards_and_weights_are_read_as_http_defines_them(db: TestDb) {
+    let app = db.spawn().await;
+    let query = json!({ "query": "{ __typename }" });
+    for (accept, media) in [
+        // JSON refused by name: the wildcard leaves graphql-response+json.
+        ("application/json;q=0, */*", GRAPHQL_RESPONSE),
+        ("application/json;Q=0, application/*", GRAPHQL_RESPONSE),
+        // Named types win ties with wildcards, and the first named wins a tie.
+        ("*/*, application/graphql-response+json", GRAPHQL_RESPONSE),
+        (
+            "application/json, application/graphql-response+json",
+            "application/json",
+        ),
+        ("APPLICATION/JSON", "application/json"),
+    ] {
+        let res = post(&app, Some(accept), query.clone()).await;
+        assert_eq!(res.status, 200, "{accept}");
+        assert_eq!(res.media_type(), media, "{accept}");
+    }
+    let res = post(
+        &app,
+        Some("application/json;q=0, application/graphql-response+json;q=0"),
+        query,
+    )
+    .await;
+    assert_eq!(res.status, 406);
+}
+
+async fn answers_are_never_kept_by_shared_caches(db: TestDb) {
+    let app = db.spawn().await;
+    let alice = app.signed_up("alice").await;
+    let res = send(
+        &app,
+        app.client
+            .get(format!("{}/graphql", app.base))
+            .bearer_auth(&alice.access)
+            .query(&[("query", "{ me { email } }")]),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.headers.get(header::CACHE_CONTROL).unwrap(),
+        "private, no-store"
+    );
+}
+
+async fn graphiql_is_served_only_to_browsers_that_prefer_html(db: TestDb) {
+    let app = db.spawn().await;
+    for (accept, page) in [
+        (
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            true,
+        ),
+        ("application/json, text/html;q=0", false),
+        ("application/json, text/html;q=0.5", false),
+        ("*/*", false),
+    ] {
+        let res = app
+            .client
+            .get(format!("{}/graphql", app.base))
+            .header(header::ACCEPT, accept)
+            .query(&[("query", "{ __typename }")])
+            .send()
+            .await
+            .unwrap();
+        let html = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+        assert_eq!(html, page, "{accept}");
+        if page {
+            assert!(
+                res.headers()
+                    .get_all(header::VARY)
+                    .iter()
+                    .any(|v| v == "Accept")
+            );
+        }
     }
 }
