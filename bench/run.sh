@@ -209,8 +209,9 @@ done
 
 # PostgreSQL counts a transaction for every statement run outside one; a server's
 # backends report their counts when they exit, so each count is read after quire stops.
-# A run of 10 requests is the baseline taken off a run of 210, so that starting,
-# stopping and opening connections cancel out.
+# A run of 50 requests is the baseline taken off a run of 250, so that starting,
+# stopping, and opening and preparing the pool's connections (all done within the
+# first requests) cancel out.
 log "statements per request of scenario 3 (PostgreSQL's transaction count over 200 requests)"
 xacts() {
     # Backends report as they exit, shortly after the server closes its connections.
@@ -221,11 +222,11 @@ xacts() {
 stop_quire
 before=$(xacts)
 start_quire "$pg_url"
-for _ in $(seq 1 10); do gql "$(page_query 100)" "$token" >/dev/null; done
+for _ in $(seq 1 50); do gql "$(page_query 100)" "$token" >/dev/null; done
 stop_quire
 idle=$(xacts)
 start_quire "$pg_url"
-for _ in $(seq 1 210); do gql "$(page_query 100)" "$token" >/dev/null; done
+for _ in $(seq 1 250); do gql "$(page_query 100)" "$token" >/dev/null; done
 stop_quire
 after=$(xacts)
 statements=$(awk -v a="$after" -v i="$idle" -v b="$before" 'BEGIN { printf "%.2f", ((a - i) - (i - b)) / 200 }')
