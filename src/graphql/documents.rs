@@ -18,6 +18,7 @@ use async_graphql::{
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
+use super::error_codes::with_code;
 use crate::config::Persisted;
 
 /// Why an operation sent by hash, or not in the trusted documents, cannot run.
@@ -99,19 +100,10 @@ impl Unrunnable {
     /// An error with `code`, of no particular status.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
-            error: Box::new(coded(ServerError::new(message, None), code)),
+            error: Box::new(with_code(ServerError::new(message, None), code)),
             status: None,
         }
     }
-}
-
-/// `error` with `code`.
-pub fn coded(mut error: ServerError, code: &str) -> ServerError {
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
-    error
 }
 
 /// The type and name of the operation a request selects from its document, or why it

@@ -3,11 +3,11 @@
 //! ([`check_aliases`]), since aliases let one request repeat a field many times over.
 
 use async_graphql::{
-    ErrorExtensionValues, Name, Pos, ServerError,
+    Name, Pos, ServerError,
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-use super::error_codes::VALIDATION_FAILED;
+use super::error_codes::{VALIDATION_FAILED, with_code};
 
 /// Counts the aliases one operation executes, each fragment spread counted where it is
 /// spread (as often as it is), and stops as soon as the count passes `limit`: spreading
@@ -85,12 +85,9 @@ pub fn check_aliases(document: &ExecutableDocument, limit: usize) -> Result<(), 
     if count(document, limit) <= limit {
         return Ok(());
     }
-    let mut error = ServerError::new(
+    let error = ServerError::new(
         format!("the operation uses more than {limit} aliases, the most allowed"),
         Some(Pos { line: 1, column: 1 }),
     );
-    let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", VALIDATION_FAILED);
-    error.extensions = Some(extensions);
-    Err(error)
+    Err(with_code(error, VALIDATION_FAILED))
 }

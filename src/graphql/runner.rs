@@ -20,7 +20,7 @@ use futures::{StreamExt, stream::BoxStream};
 
 use super::{
     AppSchema,
-    documents::{Documents, Unrunnable, coded, operation_type},
+    documents::{Documents, Unrunnable, operation_type},
     error_codes, field_order, limits, operations,
 };
 
@@ -78,7 +78,7 @@ impl Runner {
             .parsed_query()
             .cloned()
             .map_err(|error| Unrunnable {
-                error: Box::new(coded(error, error_codes::PARSE_FAILED)),
+                error: Box::new(error_codes::with_code(error, error_codes::PARSE_FAILED)),
                 status: None,
             })?;
         limits::check_aliases(&document, self.max_aliases).map_err(|error| Unrunnable {
