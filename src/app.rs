@@ -126,14 +126,14 @@ impl App {
     }
 
     fn state(&self) -> AppState {
-        AppState {
+        AppState::new(http::Shared {
             runner: self.runner.clone(),
             websockets: self.websockets.clone(),
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: self.metrics.clone(),
             auth: self.auth.clone(),
-        }
+        })
     }
 
     /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.

@@ -3,7 +3,7 @@
 //! A token only proves which session is asking; whether that session, and its user, may
 //! still act is decided from the database on every request (see [`super::caller`]).
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -46,9 +46,11 @@ pub struct Claims {
     pub jti: Uuid,
 }
 
-/// Signs and checks access tokens.
+/// Signs and checks access tokens. Cloning shares the keys.
 #[derive(Clone)]
-pub struct AccessTokens {
+pub struct AccessTokens(Arc<Keys>);
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -67,17 +69,17 @@ impl AccessTokens {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
-        Self {
+        Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(secret.expose()),
             decoding: DecodingKey::from_secret(secret.expose()),
             validation,
             ttl,
-        }
+        }))
     }
 
     /// The lifetime of new tokens, in whole seconds.
     pub fn ttl_secs(&self) -> i64 {
-        i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX)
+        i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// Issues a token for `session_id` of `user_id`.
@@ -96,14 +98,14 @@ impl AccessTokens {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some(TOKEN_TYPE.to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
+        jsonwebtoken::encode(&header, &claims, &self.0.encoding)
             .map_err(|e| AppError::internal(e.to_string()))
     }
 
     /// Checks signature, algorithm, type and claims; any failure is UNAUTHENTICATED.
     pub fn verify(&self, token: &str) -> AppResult<Claims> {
         const INVALID: &str = "invalid or expired access token";
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let data = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
             .map_err(|e| {
                 tracing::debug!(reason = %e, "access token refused");
                 AppError::Unauthenticated(INVALID)

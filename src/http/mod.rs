@@ -26,9 +26,28 @@ use std::sync::Arc;
 
 use crate::{auth::Auth, config::Config, db::Db, graphql::runner::Runner};
 
-/// What the HTTP handlers share.
+/// What the HTTP handlers share: a handle, cloned for every request and every layer
+/// that extracts it, so it costs a reference count rather than a copy of its parts.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// A handle on `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts behind an [`AppState`].
+pub struct Shared {
     /// Runs operations against the GraphQL schema.
     pub runner: Runner,
     /// One permit per WebSocket connection being served.
