@@ -8,6 +8,7 @@
 //! engines store, so a value reads back exactly as it was written on either of them.
 
 pub mod api_keys;
+pub mod kept;
 pub mod migrate;
 pub mod page;
 pub mod posts;
@@ -22,11 +23,11 @@ use chrono::{DateTime, DurationRound, Utc};
 use sqlx::{
     ConnectOptions, Connection, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection,
     SqlitePool,
-    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
+use self::kept::Pooled;
 use crate::config::{ConfigError, DatabaseUrl};
 
 /// Runs one body of SQLx code on whichever engine a connection belongs to.
@@ -78,12 +79,21 @@ pub trait AsConn {
     fn as_conn(&mut self) -> ConnRef<'_>;
 }
 
-/// A connection taken from the pool for a few statements outside a transaction.
-pub enum DbConn {
-    /// A pooled SQLite connection.
-    Sqlite(PoolConnection<Sqlite>),
-    /// A pooled PostgreSQL connection.
-    Postgres(PoolConnection<Postgres>),
+/// A connection taken from the pool for a few statements outside a transaction: inside
+/// [`kept::keeping`], the request's kept connection.
+pub struct DbConn {
+    /// Always `Some` until dropped.
+    conn: Option<Pooled>,
+    /// The request slot it goes back to, if any; otherwise the pool.
+    home: Option<kept::Home>,
+}
+
+impl Drop for DbConn {
+    fn drop(&mut self) {
+        if let (Some(home), Some(conn)) = (&self.home, self.conn.take()) {
+            kept::put_back(home, conn);
+        }
+    }
 }
 
 /// An open transaction; dropped without [`DbTx::commit`], it rolls back.
@@ -96,9 +106,9 @@ pub enum DbTx {
 
 impl AsConn for DbConn {
     fn as_conn(&mut self) -> ConnRef<'_> {
-        match self {
-            Self::Sqlite(c) => ConnRef::Sqlite(c),
-            Self::Postgres(c) => ConnRef::Postgres(c),
+        match self.conn.as_mut().expect("a connection until dropped") {
+            Pooled::Sqlite(c) => ConnRef::Sqlite(c),
+            Pooled::Postgres(c) => ConnRef::Postgres(c),
         }
     }
 }
@@ -208,9 +218,31 @@ impl Db {
 
     /// Takes a connection from the pool.
     pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {
+        let (conn, home) = match kept::offer() {
+            kept::Offer::Kept(conn, home) => (conn, Some(home)),
+            kept::Offer::Pool => (self.take_pooled().await?, None),
+            kept::Offer::Busy(home) => tokio::select! {
+                conn = kept::wait(&home) => (conn, Some(home)),
+                conn = self.take_pooled() => (conn?, None),
+            },
+            kept::Offer::FillSlot(home) => match self.take_pooled().await {
+                Ok(conn) => (conn, Some(home)),
+                Err(e) => {
+                    kept::give_up(&home);
+                    return Err(e);
+                }
+            },
+        };
+        Ok(DbConn {
+            conn: Some(conn),
+            home,
+        })
+    }
+
+    async fn take_pooled(&self) -> Result<Pooled, sqlx::Error> {
         Ok(match self {
-            Self::Sqlite(p) => DbConn::Sqlite(p.acquire().await?),
-            Self::Postgres(p) => DbConn::Postgres(p.acquire().await?),
+            Self::Sqlite(p) => Pooled::Sqlite(p.acquire().await?),
+            Self::Postgres(p) => Pooled::Postgres(p.acquire().await?),
         })
     }
 

@@ -5,7 +5,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use async_graphql::{Context, ID, dataloader::DataLoader};
+use async_graphql::{Context, ID};
 use uuid::Uuid;
 
 use super::loaders::DbLoader;
@@ -26,8 +26,8 @@ pub fn posts<'a>(ctx: &Context<'a>) -> &'a Posts {
 }
 
 /// This request's DataLoader, shared by the operations of a batch.
-pub fn loader<'a>(ctx: &Context<'a>) -> &'a DataLoader<DbLoader> {
-    ctx.data_unchecked::<Arc<DataLoader<DbLoader>>>()
+pub fn loader<'a>(ctx: &Context<'a>) -> &'a DbLoader {
+    ctx.data_unchecked::<Arc<DbLoader>>()
 }
 
 /// The caller of this request.

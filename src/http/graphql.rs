@@ -27,6 +27,7 @@ use super::{
 };
 use crate::{
     auth::{Caller, ClientInfo},
+    db,
     error::REQUEST_ID,
     graphql::{
         context::CredentialBudget,
@@ -178,14 +179,21 @@ async fn run(
             Err(failure) => early.push(Some(failure)),
         }
     }
+    // A request that only reads runs all its statements on one connection.
+    let reads_only = ready.iter().all(|r| r.ty == OperationType::Query);
     let execution = futures::future::join_all(
         ready
             .into_iter()
             .map(|operation| state.runner.execute(operation)),
     );
-    let ran = REQUEST_ID
-        .scope(request_id, loaders::drive(batches, execution))
-        .await;
+    let execution = loaders::drive(batches, execution);
+    let ran = if reads_only {
+        REQUEST_ID
+            .scope(request_id, db::kept::keeping(execution))
+            .await
+    } else {
+        REQUEST_ID.scope(request_id, execution).await
+    };
     let mut ran = ran.into_iter();
 
     let mut fixed_status = None;

@@ -1,10 +1,16 @@
 //! No N+1: the number of SQL statements a request sends does not grow with the page size.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::helpers::{TestApp, TestDb, Tokens, statements};
 
-crate::on_both_databases!(a_page_of_posts_costs_a_constant_number_of_statements);
+crate::on_both_databases!(
+    a_page_of_posts_costs_a_constant_number_of_statements,
+    the_statements_of_a_read_share_one_connection,
+    one_connection_serves_concurrent_reads_and_writes,
+);
 
 /// Sends `query` and returns the statements the server ran for it.
 async fn statements_for(app: &TestApp, token: &Tokens, query: &str) -> Vec<String> {
@@ -88,4 +94,89 @@ async fn a_page_of_posts_costs_a_constant_number_of_statements(db: TestDb) {
     let all = statements_for(&app, &admin, &nested(7)).await;
     assert_eq!(three.len(), all.len(), "{three:#?} {all:#?}");
     assert!(all.len() <= 6, "{all:#?}");
+}
+
+/// Whether `conn` is the connection that created the session's temporary marker table.
+async fn made_the_marker(conn: &mut quire::db::DbConn) -> bool {
+    quire::sql!(conn, |c| sqlx::query("SELECT count(*) FROM kept_marker")
+        .fetch_one(c)
+        .await
+        .is_ok())
+}
+
+async fn the_statements_of_a_read_share_one_connection(db: TestDb) {
+    let url = quire::config::DatabaseUrl::parse(&db.url).expect("a database URL");
+    let pool = quire::db::Db::connect(&url, 2).await.expect("a pool");
+    quire::db::kept::keeping(async {
+        let mut first = pool.acquire().await.expect("a connection");
+        quire::execute!(
+            &mut first,
+            sqlx::query("CREATE TEMP TABLE kept_marker (x INTEGER)")
+        )
+        .expect("a temporary table");
+        drop(first);
+        let mut again = pool.acquire().await.expect("a connection");
+        assert!(
+            made_the_marker(&mut again).await,
+            "the second statement of a request runs on the first one's connection"
+        );
+        // While the kept connection is busy, another statement takes one from the pool
+        // rather than waiting for it.
+        let mut other = tokio::time::timeout(Duration::from_secs(2), pool.acquire())
+            .await
+            .expect("no waiting on the busy kept connection")
+            .expect("a connection");
+        assert!(!made_the_marker(&mut other).await);
+    })
+    .await;
+    pool.close().await;
+}
+
+async fn one_connection_serves_concurrent_reads_and_writes(db: TestDb) {
+    let app = db.spawn_with(|s| s.database_pool_size = "1".into()).await;
+    let writer = app.signed_up("writer").await;
+    let reader = app.signed_up("reader").await;
+    let post = app.post(&writer.access, "Shared", true).await;
+    // Several top-level fields read at once within one request, while other requests
+    // vote: none may wait for a connection its own request keeps.
+    let read = "{ me { username } sessions { id } apiKeys { id } \
+                posts(first: 5) { edges { node { title author { username } voteCount } } } }";
+    let reads = (0..6).map(|_| app.gql(Some(&reader.access), read, json!({})));
+    let votes = [&writer, &reader].map(|who| {
+        app.gql(
+            Some(&who.access),
+            "mutation($id: ID!) { votePost(id: $id) { voteCount } }",
+            json!({ "id": post }),
+        )
+    });
+    let (reads, votes) = tokio::time::timeout(
+        Duration::from_secs(4),
+        futures::future::join(
+            futures::future::join_all(reads),
+            futures::future::join_all(votes),
+        ),
+    )
+    .await
+    .expect("every request is answered before a connection could time out");
+    for res in reads {
+        let res = res.ok();
+        assert_eq!(res.data("me.username"), "reader");
+        let node = &res.data("posts.edges")[0]["node"];
+        assert_eq!(node["title"], "Shared");
+        assert_eq!(node["author"]["username"], "writer");
+    }
+    for res in votes {
+        res.ok();
+    }
+    let res = app
+        .gql(
+            Some(&reader.access),
+            "{ posts(first: 1) { edges { node { voteCount viewerHasVoted } } } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    let node = &res.data("posts.edges")[0]["node"];
+    assert_eq!(node["voteCount"], 2);
+    assert_eq!(node["viewerHasVoted"], true);
 }
