@@ -137,6 +137,15 @@ sample_rss() { # pid out
     done
 }
 
+# CPU time (in clock ticks) used so far by one process, and by every PostgreSQL process.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+    local total=0 pid
+    for pid in $(pgrep -u postgres 2>/dev/null); do total=$((total + $(ticks "$pid"))); done
+    echo "$total"
+}
+clock_ticks=$(getconf CLK_TCK)
+
 results="$work/results.tsv"
 : >"$results"
 failures=0
@@ -154,16 +163,24 @@ measure() { # name url body token [connections threads]
     echo 0 >"$rss_file"
     sample_rss "$server_pid" "$rss_file" &
     sampler=$!
-    local out
+    local out server_before pg_before
+    server_before=$(ticks "$server_pid")
+    pg_before=$(pg_ticks)
     out=$(BENCH_BODY="$body" BENCH_TOKEN="$token" wrk -t"$t" -c"$c" -d"${duration}s" \
         --latency -s bench/graphql.lua "$url")
+    cpu="$(($(ticks "$server_pid") - server_before)) $(($(pg_ticks) - pg_before))"
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
-    record "$name" "$out" "$(cat "$rss_file")"
+    record "$name" "$out" "$(cat "$rss_file")" "$cpu"
 }
 
-record() { # name wrk-output rss-kib
-    local name="$1" out="$2" rss_kib="$3" line
+# CPU milliseconds per request, from clock ticks over a number of requests.
+per_request() { # ticks requests
+    awk -v t="$1" -v r="$2" -v hz="$clock_ticks" 'BEGIN { if (r > 0) printf "%.3f", t * 1000 / hz / r; else print "n/a" }'
+}
+
+record() { # name wrk-output rss-kib ["server-ticks postgres-ticks"]
+    local name="$1" out="$2" rss_kib="$3" cpu="${4:-}" line
     line=$(grep '^RESULT ' <<<"$out" || true)
     if [ -z "$line" ]; then
         echo "$out" >&2
@@ -187,10 +204,20 @@ record() { # name wrk-output rss-kib
         grep '^FIRST_ERROR' <<<"$out" >&2 || true
         failures=$((failures + 1))
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" \
+    # CPU per request means nothing while a second load runs (the login storm), and
+    # PostgreSQL's means nothing on SQLite.
+    local server_cpu="–" pg_cpu="–"
+    if [ -n "$cpu" ] && [[ "$name" != *storm* ]]; then
+        server_cpu=$(per_request "${cpu% *}" "$requests")
+        if [[ "$name" != *SQLite* ]]; then
+            pg_cpu=$(per_request "${cpu#* }" "$requests")
+        fi
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" \
         "$(awk -v v="$p50" 'BEGIN { printf "%.2f", v / 1000 }')" \
         "$(awk -v v="$p99" 'BEGIN { printf "%.2f", v / 1000 }')" \
-        "$errors" "$(awk -v k="$rss_kib" 'BEGIN { printf "%.1f", k / 1024 }')" "$requests" >>"$results"
+        "$errors" "$(awk -v k="$rss_kib" 'BEGIN { printf "%.1f", k / 1024 }')" "$requests" \
+        "$server_cpu" "$pg_cpu" >>"$results"
     log "$name: $rps req/s, p50 $(awk -v v="$p50" 'BEGIN { printf "%.2f", v / 1000 }') ms, p99 $(awk -v v="$p99" 'BEGIN { printf "%.2f", v / 1000 }') ms, errors $errors"
 }
 
@@ -291,9 +318,9 @@ report="$work/report.md"
     echo "- quire $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'), release build; $(psql -qtA "$pg_server/postgres" -c 'SHOW server_version' | cut -d' ' -f1 | sed 's/^/PostgreSQL /'); wrk $threads threads, $connections connections (login: $login_connections)."
     echo "- Data: $users users, $posts posts, $votes votes (\`quire seed\`). Each scenario: ${warmup} s warm-up, ${duration} s measured$([ "$quick" = 1 ] && echo ' (--quick: not a measurement)')."
     echo
-    echo "| Scenario | req/s | p50 ms | p99 ms | non-2xx / socket / GraphQL errors | server RSS MiB (peak) |"
-    echo "|---|---:|---:|---:|---|---:|"
-    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$results"
+    echo "| Scenario | req/s | p50 ms | p99 ms | non-2xx / socket / GraphQL errors | server RSS MiB (peak) | server CPU ms/req | PostgreSQL CPU ms/req |"
+    echo "|---|---:|---:|---:|---|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $8, $9 }' "$results"
     echo
     echo "| Target | Measured | |"
     echo "|---|---|---|"
