@@ -2,7 +2,8 @@
 //!
 //! The pool checks every connection given back to it with a round trip to the server, so
 //! a page of posts whose five statements each took a connection of their own paid five
-//! more round trips, and PostgreSQL as much work again. Inside [`keeping`], the first
+//! more round trips, and PostgreSQL half as much work again. Inside [`keeping`] (which
+//! the HTTP handler enters for requests whose operations are all queries), the first
 //! statement takes a connection from the pool and the later ones reuse it; it goes back
 //! once, when the request is done.
 //!
