@@ -96,10 +96,9 @@ pub(super) async fn wait(home: &Home) -> Pooled {
     loop {
         {
             let mut slot = home.slot();
-            if matches!(*slot, Slot::Idle(_))
-                && let Slot::Idle(conn) = std::mem::replace(&mut *slot, Slot::Busy)
-            {
-                return conn;
+            match std::mem::replace(&mut *slot, Slot::Busy) {
+                Slot::Idle(conn) => return conn,
+                other => *slot = other,
             }
         }
         home.freed.notified().await;
@@ -112,8 +111,8 @@ pub(super) fn put_back(home: &Home, conn: Pooled) {
     home.freed.notify_one();
 }
 
-/// Marks the slot empty again when taking a connection for it failed.
+/// Marks the slot empty again when taking a connection for it failed. (Nobody waiting
+/// is woken: there is nothing to give them, and they take one from the pool.)
 pub(super) fn give_up(home: &Home) {
     *home.slot() = Slot::Empty;
-    home.freed.notify_one();
 }

@@ -150,11 +150,7 @@ impl DbLoader {
     fn queue_batch<K: Key>(&self) {
         let pending = self.pending.clone();
         let db = self.db.clone();
-        let spawned = matches!(self.runs, Runs::Spawned);
         let batch = async move {
-            if spawned {
-                tokio::time::sleep(SPAWNED_BATCH_DELAY).await;
-            }
             let waiting = std::mem::take(
                 &mut K::waiting(&mut pending.lock().unwrap_or_else(|e| e.into_inner())).0,
             );
@@ -181,7 +177,10 @@ impl DbLoader {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(batch),
             Runs::Spawned => {
-                tokio::spawn(batch);
+                tokio::spawn(async move {
+                    tokio::time::sleep(SPAWNED_BATCH_DELAY).await;
+                    batch.await;
+                });
             }
         }
     }
