@@ -190,7 +190,11 @@ impl Db {
                 Ok(Self::Sqlite(pool))
             }
             DatabaseUrl::Postgres(u) => {
-                let options = PgConnectOptions::from_str(u).map_err(bad_url)?;
+                // Whatever else goes wrong, no transaction left idle holds its locks for
+                // long: the server ends it (quire's transactions take milliseconds).
+                let options = PgConnectOptions::from_str(u)
+                    .map_err(bad_url)?
+                    .options([("idle_in_transaction_session_timeout", "60s")]);
                 // One direct connection first: when the server cannot be reached, its error
                 // says why (refused, unknown host, bad password), where the pool would
                 // only report that it timed out.
@@ -250,11 +254,24 @@ impl Db {
     ///
     /// On SQLite the transaction takes the write lock at once (`BEGIN IMMEDIATE`), so two
     /// writers queue on the busy timeout instead of failing when one upgrades a read lock.
+    ///
+    /// `BEGIN` runs in a task of its own, which the caller cannot cancel. sqlx 0.9 counts
+    /// a transaction as begun only once the server has answered `BEGIN`; a caller dropped
+    /// while it waits (a client that went away, the request timeout) would leave the
+    /// server inside a transaction that nothing ends, on a connection the pool takes back
+    /// as clean. Every later user of that connection would then run inside it, and hold
+    /// its locks for ever. Here the task always finishes beginning, and a transaction
+    /// that nobody is left to take is dropped and so rolled back.
     pub async fn begin(&self) -> Result<DbTx, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(p) => DbTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Self::Postgres(p) => DbTx::Postgres(p.begin().await?),
+        let db = self.clone();
+        tokio::spawn(async move {
+            Ok(match db {
+                Self::Sqlite(p) => DbTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+                Self::Postgres(p) => DbTx::Postgres(p.begin().await?),
+            })
         })
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("beginning a transaction failed: {e}")))?
     }
 
     /// Answers whether the database responds to a trivial query.

@@ -217,30 +217,36 @@ pub async fn by_authors(
             q.bind(authors).fetch_all(c).await?
         }
         super::ConnRef::Sqlite(c) => {
-            let sql = (0..authors.len())
-                .map(|i| {
-                    format!(
-                        "SELECT * FROM (SELECT {cols} FROM posts WHERE author_id = ${n} \
-                         AND (published = $1 OR author_id = $2 OR $3){after} \
-                         ORDER BY created_at DESC, id DESC LIMIT $4)",
-                        cols = post_columns!(),
-                        n = first_author + i,
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(true)
-                .bind(viewer_id)
-                .bind(viewer_is_admin)
-                .bind(page.limit());
-            if let Some(cursor) = page.after {
-                q = q.bind(cursor.created_at).bind(cursor.id);
+            // One limited subquery per author, joined by UNION ALL; SQLite allows at most
+            // 500 terms in a compound SELECT, so many authors take several statements.
+            let mut rows = Vec::new();
+            for chunk in authors.chunks(SQLITE_AUTHORS_PER_STATEMENT) {
+                let sql = (0..chunk.len())
+                    .map(|i| {
+                        format!(
+                            "SELECT * FROM (SELECT {cols} FROM posts WHERE author_id = ${n} \
+                             AND (published = $1 OR author_id = $2 OR $3){after} \
+                             ORDER BY created_at DESC, id DESC LIMIT $4)",
+                            cols = post_columns!(),
+                            n = first_author + i,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(true)
+                    .bind(viewer_id)
+                    .bind(viewer_is_admin)
+                    .bind(page.limit());
+                if let Some(cursor) = page.after {
+                    q = q.bind(cursor.created_at).bind(cursor.id);
+                }
+                for author in chunk {
+                    q = q.bind(*author);
+                }
+                rows.extend(q.fetch_all(&mut *c).await?);
             }
-            for author in authors {
-                q = q.bind(*author);
-            }
-            q.fetch_all(c).await?
+            rows
         }
     };
     let mut grouped: HashMap<Uuid, Vec<PostRow>> =
@@ -256,6 +262,10 @@ pub async fn by_authors(
         })
         .collect())
 }
+
+/// The most authors one SQLite statement of [`by_authors`] reads, well below SQLite's
+/// limit of 500 terms in a compound SELECT.
+const SQLITE_AUTHORS_PER_STATEMENT: usize = 200;
 
 /// Inserts many posts with multi-row statements (for demo data).
 #[tracing::instrument(skip_all, fields(posts = rows.len()))]

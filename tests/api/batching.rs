@@ -10,6 +10,7 @@ crate::on_both_databases!(
     a_page_of_posts_costs_a_constant_number_of_statements,
     the_statements_of_a_read_share_one_connection,
     one_connection_serves_concurrent_reads_and_writes,
+    a_request_may_read_the_posts_of_hundreds_of_authors,
 );
 
 /// Sends `query` and returns the statements the server ran for it.
@@ -179,4 +180,69 @@ async fn one_connection_serves_concurrent_reads_and_writes(db: TestDb) {
     let node = &res.data("posts.edges")[0]["node"];
     assert_eq!(node["voteCount"], 2);
     assert_eq!(node["viewerHasVoted"], true);
+}
+
+async fn a_request_may_read_the_posts_of_hundreds_of_authors(db: TestDb) {
+    // Complexity raised so that one request can list 600 users, each with a post.
+    let app = db.spawn_with(|s| s.max_complexity = "20000".into()).await;
+    let admin = app.admin("root").await;
+    let plan = quire::seed::Plan {
+        users: 600,
+        posts: 2400,
+        votes: 0,
+        seed: 7,
+    };
+    quire::seed::seed(&app.app.db, &app.app.auth.passwords, plan)
+        .await
+        .expect("demo data");
+    // The cursors that split the 601 users into pages of 100.
+    let mut cursors = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..6 {
+        let res = app
+            .gql(
+                Some(&admin.access),
+                "query($after: String) { users(first: 100, after: $after) { pageInfo { endCursor } } }",
+                json!({ "after": after }),
+            )
+            .await
+            .ok();
+        after = res
+            .data("users.pageInfo.endCursor")
+            .as_str()
+            .map(str::to_owned);
+        cursors.push(after.clone().expect("a cursor"));
+    }
+    // Seven pages in one request: 601 authors whose first post is loaded in one batch.
+    let mut query = String::from("query {");
+    for (i, after) in std::iter::once(None)
+        .chain(cursors.iter().map(Some))
+        .enumerate()
+    {
+        let after = after
+            .map(|c| format!(", after: \"{c}\""))
+            .unwrap_or_default();
+        query.push_str(&format!(
+            " p{i}: users(first: 100{after}) {{ edges {{ node {{ id posts(first: 1) {{ edges {{ node {{ author {{ id }} }} }} }} }} }} }}"
+        ));
+    }
+    query.push_str(" }");
+    let res = app.gql(Some(&admin.access), &query, json!({})).await;
+    let errors = res.body["errors"].as_array().map_or(0, Vec::len);
+    assert_eq!(errors, 0, "first error of {errors}: {}", res.error());
+    let mut users = 0;
+    let mut with_posts = 0;
+    for i in 0..7 {
+        for edge in res.data(&format!("p{i}.edges")).as_array().unwrap() {
+            users += 1;
+            let node = &edge["node"];
+            if let Some(post) = node["posts"]["edges"].as_array().unwrap().first() {
+                with_posts += 1;
+                assert_eq!(post["node"]["author"]["id"], node["id"], "{edge}");
+            }
+        }
+    }
+    assert_eq!(users, 601);
+    // 2,400 posts over 600 authors: nearly all have one.
+    assert!(with_posts > 550, "{with_posts} of 600 authors have a post");
 }

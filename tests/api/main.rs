@@ -21,4 +21,5 @@ mod sessions;
 mod subscriptions;
 mod throttle;
 mod tokens;
+mod transactions;
 mod transport;
