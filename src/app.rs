@@ -1,11 +1,7 @@
 //! Assembling the application from its configuration: database, migrations, signing key,
 //! services and routes.
 
-use std::{
-    future::{Future, IntoFuture},
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use tokio::net::TcpListener;
@@ -54,9 +50,6 @@ pub enum StartError {
     /// Computing the dummy password hash ahead of the first login failed.
     #[error("cannot prepare password hashing: {0}")]
     Passwords(String),
-    /// The HTTP server failed while serving.
-    #[error("the server stopped: {0}")]
-    Serve(String),
 }
 
 /// A ready application: connected, migrated, with its services.
@@ -72,8 +65,10 @@ pub struct App {
     pub auth: Auth,
     /// Runs operations against the GraphQL schema, which has `auth` in its data.
     pub runner: Runner,
-    /// One permit per WebSocket connection being served.
-    pub websockets: Arc<tokio::sync::Semaphore>,
+    /// Places for WebSocket connections and subscriptions.
+    pub sockets: Arc<http::sockets::Sockets>,
+    /// The loader every subscription shares.
+    pub stream_loader: Arc<graphql::loaders::DbLoader>,
 }
 
 impl App {
@@ -96,12 +91,18 @@ impl App {
             .warm_up()
             .await
             .map_err(|e| StartError::Passwords(e.to_string()))?;
-        let schema = graphql::schema(
-            auth.clone(),
-            Posts::new(db.clone(), events.clone()),
-            &config.limits,
-            &config.exposure,
-        );
+        let posts = Posts::new(db.clone(), events.clone(), auth.throttle.clone());
+        let schema = |max_complexity| {
+            graphql::schema(
+                auth.clone(),
+                posts.clone(),
+                &config.limits,
+                max_complexity,
+                &config.exposure,
+            )
+        };
+        let queries = schema(config.limits.max_complexity);
+        let subscriptions = schema(config.limits.max_subscription_complexity);
         let documents = Documents::load(&config.persisted).map_err(StartError::Documents)?;
         if documents.trusted_len() > 0 {
             tracing::info!(
@@ -111,8 +112,15 @@ impl App {
             );
         }
         Ok(Self {
-            runner: Runner::new(schema, Arc::new(documents), config.limits.max_aliases),
-            websockets: Arc::new(tokio::sync::Semaphore::new(config.max_websockets)),
+            runner: Runner::new(
+                queries,
+                subscriptions,
+                Arc::new(documents),
+                &config.limits,
+                config.metrics_operations,
+            ),
+            sockets: Arc::new(http::sockets::Sockets::new(config.websockets)),
+            stream_loader: Arc::new(graphql::loaders::for_stream(db.clone())),
             config: Arc::new(config.clone()),
             metrics: crate::telemetry::metrics(),
             db,
@@ -128,7 +136,8 @@ impl App {
     fn state(&self) -> AppState {
         AppState::new(http::Shared {
             runner: self.runner.clone(),
-            websockets: self.websockets.clone(),
+            sockets: self.sockets.clone(),
+            stream_loader: self.stream_loader.clone(),
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: self.metrics.clone(),
@@ -148,12 +157,13 @@ impl App {
             shutdown.await;
             let _ = stopping.send(());
         };
-        let server = axum::serve(
+        let server = http::server::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .into_future();
+            router,
+            self.config.connections,
+            self.config.trusted_proxies.clone(),
+            signal,
+        );
         // Once asked to stop, requests in flight get a grace period, and no more.
         let deadline = async {
             if stopped.await.is_ok() {
@@ -163,13 +173,20 @@ impl App {
             }
         };
         tokio::select! {
-            served = server => served.map_err(|e| StartError::Serve(e.to_string()))?,
+            () = server => {}
             () = deadline => tracing::warn!(
                 "requests still in flight after {} s; stopping anyway",
                 SHUTDOWN_GRACE.as_secs()
             ),
         }
-        self.db.close().await;
+        // Closing waits for every connection to come back; one held by a request still
+        // stuck after the grace period would make it wait for ever.
+        if tokio::time::timeout(Duration::from_secs(5), self.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use; stopping without them");
+        }
         Ok(())
     }
 }
@@ -199,11 +216,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let bound = listener.local_addr().unwrap_or(metrics_addr);
         let router = http::metrics_router(app.state());
         tracing::info!("metrics on http://{bound}/metrics");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "the metrics server stopped");
-            }
-        });
+        let connections = config.connections;
+        tokio::spawn(http::server::serve(
+            listener,
+            router,
+            connections,
+            Vec::new(),
+            std::future::pending(),
+        ));
     }
     app.serve(listener, shutdown).await?;
     tracing::info!("quire stopped");

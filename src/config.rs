@@ -157,13 +157,51 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The most database connections the pool opens (`QUIRE_DATABASE_POOL_SIZE`).
     pub pool_size: u32,
-    /// The most WebSocket connections served at once (`QUIRE_MAX_WEBSOCKETS`).
-    pub max_websockets: usize,
+    /// Bounds on connections and how long they may idle.
+    pub connections: Connections,
+    /// Bounds on WebSocket connections and their subscriptions.
+    pub websockets: WebSockets,
+    /// How many distinct operation names get a metric series of their own
+    /// (`QUIRE_METRICS_OPERATIONS`); the rest are counted as `other`.
+    pub metrics_operations: usize,
     /// Persisted queries and trusted documents.
     pub persisted: Persisted,
     /// Where the GraphiQL page loads its scripts and styles from
     /// (`QUIRE_GRAPHIQL_ASSETS`), without a trailing slash.
     pub graphiql_assets: String,
+}
+
+/// Bounds on the connections one instance serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// How long a client may take to send a request's headers (`QUIRE_HEADER_TIMEOUT`).
+    pub header_timeout: Duration,
+    /// How long a connection may stay open without a byte read or written
+    /// (`QUIRE_IDLE_TIMEOUT`).
+    pub idle_timeout: Duration,
+    /// The most connections served at once (`QUIRE_MAX_CONNECTIONS`).
+    pub max: usize,
+    /// The most connections from one client address (`QUIRE_MAX_CONNECTIONS_PER_ADDRESS`);
+    /// trusted proxies are not held to it.
+    pub per_address: usize,
+}
+
+/// Bounds on WebSocket connections (subscriptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSockets {
+    /// The most signed-in connections served at once (`QUIRE_MAX_WEBSOCKETS`).
+    pub max: usize,
+    /// The most connections still waiting for their `connection_init`
+    /// (`QUIRE_MAX_PENDING_WEBSOCKETS`).
+    pub pending: usize,
+    /// The most connections of one account (`QUIRE_MAX_WEBSOCKETS_PER_USER`).
+    pub per_user: usize,
+    /// The most connections from one client address, signed in or not
+    /// (`QUIRE_MAX_WEBSOCKETS_PER_ADDRESS`).
+    pub per_address: usize,
+    /// The most subscriptions one account runs at once, over all its connections
+    /// (`QUIRE_MAX_SUBSCRIPTIONS_PER_USER`).
+    pub subscriptions_per_user: usize,
 }
 
 /// Operations sent by hash instead of in full.
@@ -186,6 +224,8 @@ pub struct Exposure {
     pub introspection: bool,
     /// The GraphiQL page on `GET /graphql` (`QUIRE_GRAPHIQL`).
     pub graphiql: bool,
+    /// `/metrics` on the main address, when it has none of its own (`QUIRE_METRICS`).
+    pub metrics: bool,
     /// JSON log lines rather than readable ones (`QUIRE_LOG_FORMAT`).
     pub json_logs: bool,
 }
@@ -214,6 +254,10 @@ pub mod defaults {
     pub const MAX_COMPLEXITY: &str = "2000";
     /// `QUIRE_MAX_ALIASES`.
     pub const MAX_ALIASES: &str = "15";
+    /// `QUIRE_MAX_SELECTIONS`.
+    pub const MAX_SELECTIONS: &str = "2000";
+    /// `QUIRE_MAX_SUBSCRIPTION_COMPLEXITY`.
+    pub const MAX_SUBSCRIPTION_COMPLEXITY: &str = "200";
     /// `QUIRE_MAX_BODY`.
     pub const MAX_BODY: &str = "1MiB";
     /// `QUIRE_MAX_BATCH`.
@@ -228,6 +272,28 @@ pub mod defaults {
     pub const DATABASE_POOL_SIZE: &str = "8";
     /// `QUIRE_MAX_WEBSOCKETS`.
     pub const MAX_WEBSOCKETS: &str = "10000";
+    /// `QUIRE_MAX_PENDING_WEBSOCKETS`.
+    pub const MAX_PENDING_WEBSOCKETS: &str = "1000";
+    /// `QUIRE_MAX_WEBSOCKETS_PER_USER`.
+    pub const MAX_WEBSOCKETS_PER_USER: &str = "20";
+    /// `QUIRE_MAX_WEBSOCKETS_PER_ADDRESS`.
+    pub const MAX_WEBSOCKETS_PER_ADDRESS: &str = "50";
+    /// `QUIRE_MAX_SUBSCRIPTIONS_PER_USER`.
+    pub const MAX_SUBSCRIPTIONS_PER_USER: &str = "200";
+    /// `QUIRE_HEADER_TIMEOUT`.
+    pub const HEADER_TIMEOUT: &str = "10s";
+    /// `QUIRE_IDLE_TIMEOUT`.
+    pub const IDLE_TIMEOUT: &str = "60s";
+    /// `QUIRE_MAX_CONNECTIONS`.
+    pub const MAX_CONNECTIONS: &str = "16384";
+    /// `QUIRE_MAX_CONNECTIONS_PER_ADDRESS`.
+    pub const MAX_CONNECTIONS_PER_ADDRESS: &str = "256";
+    /// `QUIRE_WRITE_RATE_PER_MINUTE`.
+    pub const WRITE_RATE_PER_MINUTE: &str = "60";
+    /// `QUIRE_WRITE_BURST`.
+    pub const WRITE_BURST: &str = "30";
+    /// `QUIRE_METRICS_OPERATIONS`.
+    pub const METRICS_OPERATIONS: &str = "200";
     /// `QUIRE_PERSISTED_QUERIES_CACHE`.
     pub const PERSISTED_QUERIES_CACHE: &str = "4MiB";
     /// `QUIRE_GRAPHIQL_ASSETS`: the npm packages as a public CDN serves them.
@@ -245,6 +311,12 @@ pub struct Limits {
     pub max_complexity: usize,
     /// The most aliased fields in one operation (`QUIRE_MAX_ALIASES`).
     pub max_aliases: usize,
+    /// The most selections a document makes once its fragments are expanded
+    /// (`QUIRE_MAX_SELECTIONS`).
+    pub max_selections: usize,
+    /// The most a subscription may cost, since it runs again for every event
+    /// (`QUIRE_MAX_SUBSCRIPTION_COMPLEXITY`).
+    pub max_subscription_complexity: usize,
     /// The largest request body, in bytes (`QUIRE_MAX_BODY`).
     pub max_body: usize,
     /// The most operations in one batch, a JSON array of requests (`QUIRE_MAX_BATCH`).
@@ -330,6 +402,24 @@ pub struct Settings {
     /// The most aliased fields in one operation
     #[arg(long, env = "QUIRE_MAX_ALIASES", default_value = defaults::MAX_ALIASES, global = true)]
     pub max_aliases: String,
+    /// The most selections (fields, fragment spreads, inline fragments) a document may make
+    /// once its fragments are expanded, each counted as often as it is spread
+    #[arg(
+        long,
+        env = "QUIRE_MAX_SELECTIONS",
+        default_value = defaults::MAX_SELECTIONS,
+        global = true
+    )]
+    pub max_selections: String,
+    /// The most a subscription may cost (as QUIRE_MAX_COMPLEXITY, but it runs for every
+    /// event)
+    #[arg(
+        long,
+        env = "QUIRE_MAX_SUBSCRIPTION_COMPLEXITY",
+        default_value = defaults::MAX_SUBSCRIPTION_COMPLEXITY,
+        global = true
+    )]
+    pub max_subscription_complexity: String,
     /// The largest request body, e.g. 1MiB, 64KiB or 4096 (bytes)
     #[arg(long, env = "QUIRE_MAX_BODY", default_value = defaults::MAX_BODY, global = true)]
     pub max_body: String,
@@ -341,6 +431,10 @@ pub struct Settings {
     /// development, false in production)
     #[arg(long, env = "QUIRE_GRAPHIQL", global = true)]
     pub graphiql: Option<String>,
+    /// Serve /metrics on the main address: true or false (default: true in development,
+    /// false in production); QUIRE_METRICS_LISTEN serves it on an address of its own
+    #[arg(long, env = "QUIRE_METRICS", global = true)]
+    pub metrics: Option<String>,
     /// Log format: text or json (default: text in development, json in production)
     #[arg(long, env = "QUIRE_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
@@ -382,6 +476,96 @@ pub struct Settings {
         global = true
     )]
     pub max_websockets: String,
+    /// The most WebSocket connections still waiting for their connection_init
+    #[arg(
+        long,
+        env = "QUIRE_MAX_PENDING_WEBSOCKETS",
+        default_value = defaults::MAX_PENDING_WEBSOCKETS,
+        global = true
+    )]
+    pub max_pending_websockets: String,
+    /// The most WebSocket connections of one account
+    #[arg(
+        long,
+        env = "QUIRE_MAX_WEBSOCKETS_PER_USER",
+        default_value = defaults::MAX_WEBSOCKETS_PER_USER,
+        global = true
+    )]
+    pub max_websockets_per_user: String,
+    /// The most WebSocket connections from one client address
+    #[arg(
+        long,
+        env = "QUIRE_MAX_WEBSOCKETS_PER_ADDRESS",
+        default_value = defaults::MAX_WEBSOCKETS_PER_ADDRESS,
+        global = true
+    )]
+    pub max_websockets_per_address: String,
+    /// The most subscriptions one account runs at once, over all its connections
+    #[arg(
+        long,
+        env = "QUIRE_MAX_SUBSCRIPTIONS_PER_USER",
+        default_value = defaults::MAX_SUBSCRIPTIONS_PER_USER,
+        global = true
+    )]
+    pub max_subscriptions_per_user: String,
+    /// How long a client may take to send a request's headers
+    #[arg(
+        long,
+        env = "QUIRE_HEADER_TIMEOUT",
+        default_value = defaults::HEADER_TIMEOUT,
+        global = true
+    )]
+    pub header_timeout: String,
+    /// How long a connection may stay open with nothing read or written
+    #[arg(
+        long,
+        env = "QUIRE_IDLE_TIMEOUT",
+        default_value = defaults::IDLE_TIMEOUT,
+        global = true
+    )]
+    pub idle_timeout: String,
+    /// The most connections served at once
+    #[arg(
+        long,
+        env = "QUIRE_MAX_CONNECTIONS",
+        default_value = defaults::MAX_CONNECTIONS,
+        global = true
+    )]
+    pub max_connections: String,
+    /// The most connections from one client address (trusted proxies excepted)
+    #[arg(
+        long,
+        env = "QUIRE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value = defaults::MAX_CONNECTIONS_PER_ADDRESS,
+        global = true
+    )]
+    pub max_connections_per_address: String,
+    /// Writes (posts and votes) one account may make per minute; a post costs one more for
+    /// every 4 KiB of text
+    #[arg(
+        long,
+        env = "QUIRE_WRITE_RATE_PER_MINUTE",
+        default_value = defaults::WRITE_RATE_PER_MINUTE,
+        global = true
+    )]
+    pub write_rate_per_minute: String,
+    /// How many of those may come at once
+    #[arg(
+        long,
+        env = "QUIRE_WRITE_BURST",
+        default_value = defaults::WRITE_BURST,
+        global = true
+    )]
+    pub write_burst: String,
+    /// How many distinct operation names get metric series of their own; later ones are
+    /// counted as "other"
+    #[arg(
+        long,
+        env = "QUIRE_METRICS_OPERATIONS",
+        default_value = defaults::METRICS_OPERATIONS,
+        global = true
+    )]
+    pub metrics_operations: String,
     /// Memory for automatic persisted queries, e.g. 4MiB; 0 turns them off
     #[arg(
         long,
@@ -463,6 +647,38 @@ impl fmt::Debug for Settings {
             .field("refresh_cookie", &self.refresh_cookie)
             .field("cors_origins", &self.cors_origins)
             .field("metrics_listen", &self.metrics_listen)
+            .field("metrics", &self.metrics)
+            .field("metrics_operations", &self.metrics_operations)
+            .field("max_selections", &self.max_selections)
+            .field(
+                "max_subscription_complexity",
+                &self.max_subscription_complexity,
+            )
+            .field("database_pool_size", &self.database_pool_size)
+            .field("max_websockets", &self.max_websockets)
+            .field("max_pending_websockets", &self.max_pending_websockets)
+            .field("max_websockets_per_user", &self.max_websockets_per_user)
+            .field(
+                "max_websockets_per_address",
+                &self.max_websockets_per_address,
+            )
+            .field(
+                "max_subscriptions_per_user",
+                &self.max_subscriptions_per_user,
+            )
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("write_rate_per_minute", &self.write_rate_per_minute)
+            .field("write_burst", &self.write_burst)
+            .field("persisted_queries_cache", &self.persisted_queries_cache)
+            .field("persisted_documents", &self.persisted_documents)
+            .field("persisted_only", &self.persisted_only)
+            .field("graphiql_assets", &self.graphiql_assets)
             .finish()
     }
 }
@@ -481,10 +697,13 @@ impl Default for Settings {
             max_depth: defaults::MAX_DEPTH.to_owned(),
             max_complexity: defaults::MAX_COMPLEXITY.to_owned(),
             max_aliases: defaults::MAX_ALIASES.to_owned(),
+            max_selections: defaults::MAX_SELECTIONS.to_owned(),
+            max_subscription_complexity: defaults::MAX_SUBSCRIPTION_COMPLEXITY.to_owned(),
             max_body: defaults::MAX_BODY.to_owned(),
             max_batch: defaults::MAX_BATCH.to_owned(),
             introspection: None,
             graphiql: None,
+            metrics: None,
             log_format: None,
             rate_limit: defaults::RATE_LIMIT.to_owned(),
             rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE.to_owned(),
@@ -495,6 +714,17 @@ impl Default for Settings {
             metrics_listen: String::new(),
             database_pool_size: defaults::DATABASE_POOL_SIZE.to_owned(),
             max_websockets: defaults::MAX_WEBSOCKETS.to_owned(),
+            max_pending_websockets: defaults::MAX_PENDING_WEBSOCKETS.to_owned(),
+            max_websockets_per_user: defaults::MAX_WEBSOCKETS_PER_USER.to_owned(),
+            max_websockets_per_address: defaults::MAX_WEBSOCKETS_PER_ADDRESS.to_owned(),
+            max_subscriptions_per_user: defaults::MAX_SUBSCRIPTIONS_PER_USER.to_owned(),
+            header_timeout: defaults::HEADER_TIMEOUT.to_owned(),
+            idle_timeout: defaults::IDLE_TIMEOUT.to_owned(),
+            max_connections: defaults::MAX_CONNECTIONS.to_owned(),
+            max_connections_per_address: defaults::MAX_CONNECTIONS_PER_ADDRESS.to_owned(),
+            write_rate_per_minute: defaults::WRITE_RATE_PER_MINUTE.to_owned(),
+            write_burst: defaults::WRITE_BURST.to_owned(),
+            metrics_operations: defaults::METRICS_OPERATIONS.to_owned(),
             persisted_queries_cache: defaults::PERSISTED_QUERIES_CACHE.to_owned(),
             persisted_documents: String::new(),
             persisted_only: "false".to_owned(),
@@ -549,6 +779,12 @@ impl Config {
             max_depth: count("QUIRE_MAX_DEPTH", &s.max_depth, 1)?,
             max_complexity: count("QUIRE_MAX_COMPLEXITY", &s.max_complexity, 1)?,
             max_aliases: count("QUIRE_MAX_ALIASES", &s.max_aliases, 0)?,
+            max_selections: count("QUIRE_MAX_SELECTIONS", &s.max_selections, 1)?,
+            max_subscription_complexity: count(
+                "QUIRE_MAX_SUBSCRIPTION_COMPLEXITY",
+                &s.max_subscription_complexity,
+                1,
+            )?,
             max_body: size("QUIRE_MAX_BODY", &s.max_body)?,
             max_batch: count("QUIRE_MAX_BATCH", &s.max_batch, 1)?,
         };
@@ -560,6 +796,7 @@ impl Config {
                 development,
             )?,
             graphiql: flag("QUIRE_GRAPHIQL", s.graphiql.as_deref(), development)?,
+            metrics: flag("QUIRE_METRICS", s.metrics.as_deref(), development)?,
             json_logs: match s
                 .log_format
                 .as_deref()
@@ -581,6 +818,11 @@ impl Config {
             enabled: flag("QUIRE_RATE_LIMIT", Some(&s.rate_limit), true)?,
             per_minute: small_count("QUIRE_RATE_LIMIT_PER_MINUTE", &s.rate_limit_per_minute)?,
             burst: small_count("QUIRE_RATE_LIMIT_BURST", &s.rate_limit_burst)?,
+            writes_per_minute: small_count(
+                "QUIRE_WRITE_RATE_PER_MINUTE",
+                &s.write_rate_per_minute,
+            )?,
+            write_burst: small_count("QUIRE_WRITE_BURST", &s.write_burst)?,
         };
         let trusted_proxies = s
             .trusted_proxies
@@ -673,10 +915,41 @@ impl Config {
                 ));
             }
         };
-        let max_websockets = count("QUIRE_MAX_WEBSOCKETS", &s.max_websockets, 0)?;
+        let connections = Connections {
+            header_timeout: positive("QUIRE_HEADER_TIMEOUT", &s.header_timeout)?,
+            idle_timeout: positive("QUIRE_IDLE_TIMEOUT", &s.idle_timeout)?,
+            max: count("QUIRE_MAX_CONNECTIONS", &s.max_connections, 1)?,
+            per_address: count(
+                "QUIRE_MAX_CONNECTIONS_PER_ADDRESS",
+                &s.max_connections_per_address,
+                1,
+            )?,
+        };
+        let websockets = WebSockets {
+            max: count("QUIRE_MAX_WEBSOCKETS", &s.max_websockets, 0)?,
+            pending: count("QUIRE_MAX_PENDING_WEBSOCKETS", &s.max_pending_websockets, 0)?,
+            per_user: count(
+                "QUIRE_MAX_WEBSOCKETS_PER_USER",
+                &s.max_websockets_per_user,
+                1,
+            )?,
+            per_address: count(
+                "QUIRE_MAX_WEBSOCKETS_PER_ADDRESS",
+                &s.max_websockets_per_address,
+                1,
+            )?,
+            subscriptions_per_user: count(
+                "QUIRE_MAX_SUBSCRIPTIONS_PER_USER",
+                &s.max_subscriptions_per_user,
+                1,
+            )?,
+        };
+        let metrics_operations = count("QUIRE_METRICS_OPERATIONS", &s.metrics_operations, 0)?;
         Ok(Self {
             pool_size,
-            max_websockets,
+            connections,
+            websockets,
+            metrics_operations,
             persisted,
             graphiql_assets,
             database_url,

@@ -1,7 +1,14 @@
 //! Logging: readable lines or JSON (`QUIRE_LOG_FORMAT`); always to stderr,
 //! so that commands such as `print-schema` keep stdout for their output.
 
-use std::{io::IsTerminal, sync::OnceLock};
+use std::{
+    collections::HashSet,
+    io::IsTerminal,
+    sync::{
+        OnceLock, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -53,18 +60,60 @@ pub fn metrics() -> PrometheusHandle {
         .clone()
 }
 
-/// A label value from a client's operation name: kept only when it is a plain name, so
-/// that clients cannot create series without end.
-pub fn operation_label(name: Option<&str>) -> String {
-    match name {
-        None => "anonymous".to_owned(),
-        Some(n)
-            if (1..=64).contains(&n.len())
-                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
-        {
-            n.to_owned()
+/// The operation names that get metric series of their own, so that clients cannot
+/// create series without end: every series is kept for the life of the process, and
+/// each costs memory and a share of every scrape.
+///
+/// The names of trusted documents always have their own; of the others, the first
+/// `max` plain names (letters, digits and underscores, at most 64) seen. Any other name
+/// is counted as `other`, and an operation without a name as `anonymous`.
+pub struct OperationNames {
+    known: RwLock<HashSet<String>>,
+    /// How many names besides the trusted ones may still be taken in.
+    room: AtomicUsize,
+}
+
+impl OperationNames {
+    /// Room for `max` names, and every one of `trusted`.
+    pub fn new(max: usize, trusted: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            known: RwLock::new(trusted.into_iter().collect()),
+            room: AtomicUsize::new(max),
         }
-        Some(_) => "other".to_owned(),
+    }
+
+    /// The label value for an operation named `name`.
+    pub fn label(&self, name: Option<&str>) -> String {
+        let Some(name) = name else {
+            return "anonymous".to_owned();
+        };
+        let plain = (1..=64).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plain {
+            return "other".to_owned();
+        }
+        if self
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+        {
+            return name.to_owned();
+        }
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        if known.contains(name) {
+            return name.to_owned();
+        }
+        let taken = self
+            .room
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |room| {
+                room.checked_sub(1)
+            });
+        if taken.is_err() {
+            return "other".to_owned();
+        }
+        known.insert(name.to_owned());
+        name.to_owned()
     }
 }
 

@@ -6,6 +6,10 @@
 //!   wait 1 s, doubling with every failure, at most 15 minutes; a success resets it.
 //! - Per account: after 100 consecutive failures, logins to it pause for 15 minutes
 //!   (NIST SP 800-63B), whatever the IP.
+//! - Per account: writes (posts and votes) draw from a token bucket (by default 60 a
+//!   minute, bursts of 30), a post costing one more for every 4 KiB of its text, so that
+//!   no account can fill the disk however it spreads its writes over aliases, batches and
+//!   connections.
 //!
 //! The counts live behind [`Limiter`], kept in memory by [`MemoryLimiter`]; instances
 //! sharing a database can share a store by implementing it.
@@ -32,9 +36,9 @@ const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// Where attempts are counted.
 pub trait Limiter: Send + Sync {
-    /// Takes one token from the bucket `key` (refilled at `per_minute`, holding at most
-    /// `burst`); `Err` holds how long until one is available.
-    fn take(&self, key: &str, per_minute: u32, burst: u32) -> Result<(), Duration>;
+    /// Takes `cost` tokens from the bucket `key` (refilled at `per_minute`, holding at
+    /// most `burst`); `Err` holds how long until they are available.
+    fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration>;
     /// The consecutive failures recorded for `key`, and when the last one was.
     fn failures(&self, key: &str) -> (u32, Option<Instant>);
     /// Records a failure for `key`.
@@ -83,8 +87,9 @@ impl<V> Pruned<V> {
 }
 
 impl Limiter for MemoryLimiter {
-    fn take(&self, key: &str, per_minute: u32, burst: u32) -> Result<(), Duration> {
+    fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration> {
         let now = Instant::now();
+        let cost = f64::from(cost.min(burst));
         let rate = f64::from(per_minute.max(1)) / 60.0;
         let refill = Duration::from_secs_f64(f64::from(burst) / rate);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -96,11 +101,11 @@ impl Limiter for MemoryLimiter {
                 .or_insert((f64::from(burst), now, refill));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(f64::from(burst));
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if *tokens >= cost {
+            *tokens -= cost;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / rate))
+            Err(Duration::from_secs_f64((cost - *tokens) / rate))
         }
     }
 
@@ -141,6 +146,10 @@ pub struct ThrottleConfig {
     pub per_minute: u32,
     /// How many may come at once (`QUIRE_RATE_LIMIT_BURST`).
     pub burst: u32,
+    /// Writes per minute per account (`QUIRE_WRITE_RATE_PER_MINUTE`).
+    pub writes_per_minute: u32,
+    /// How many writes may come at once (`QUIRE_WRITE_BURST`).
+    pub write_burst: u32,
 }
 
 /// The brute-force protection service.
@@ -176,8 +185,24 @@ impl Throttle {
         }
         let key = format!("ip:{}", address_key(ip));
         self.limiter
-            .take(&key, self.config.per_minute, self.config.burst)
+            .take(&key, 1, self.config.per_minute, self.config.burst)
             .map_err(|wait| limited("attempts from this address", wait))
+    }
+
+    /// Spends `cost` of the account's write budget, or refuses.
+    pub fn write(&self, user: uuid::Uuid, cost: u32) -> AppResult<()> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let key = format!("write:{user}");
+        self.limiter
+            .take(
+                &key,
+                cost,
+                self.config.writes_per_minute,
+                self.config.write_burst,
+            )
+            .map_err(|wait| limited("writes from this account", wait))
     }
 
     /// Refuses a login to `account` from `ip` while it must wait.
@@ -230,15 +255,24 @@ fn pair(account: &str, ip: Option<IpAddr>) -> String {
 }
 
 /// The part of an address that identifies a client: all of an IPv4 address, the /64
-/// network of an IPv6 one, since one client commonly holds a whole /64.
+/// network of an IPv6 one (its first address), since one client commonly holds a whole
+/// /64.
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
+/// [`client_network`] as a key: an IPv6 network is written with its prefix length.
 fn address_key(ip: Option<IpAddr>) -> String {
-    match ip.map(|ip| ip.to_canonical()) {
+    match ip.map(client_network) {
         None => "unknown".to_owned(),
         Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
+        Some(IpAddr::V6(v6)) => format!("{v6}/64"),
     }
 }
 
@@ -260,14 +294,26 @@ mod tests {
     fn buckets_hold_a_burst_then_refill() {
         let l = MemoryLimiter::default();
         for _ in 0..3 {
-            assert!(l.take("k", 60, 3).is_ok());
+            assert!(l.take("k", 1, 60, 3).is_ok());
         }
-        let wait = l.take("k", 60, 3).unwrap_err();
+        let wait = l.take("k", 1, 60, 3).unwrap_err();
         assert!(
             wait <= Duration::from_secs(1) && wait > Duration::ZERO,
             "{wait:?}"
         );
-        assert!(l.take("other", 60, 3).is_ok(), "keys are separate");
+        assert!(l.take("other", 1, 60, 3).is_ok(), "keys are separate");
+    }
+
+    #[test]
+    fn a_costly_take_needs_as_many_tokens_and_never_more_than_the_burst() {
+        let l = MemoryLimiter::default();
+        assert!(l.take("k", 2, 60, 3).is_ok());
+        // One token left: a take of two waits for one more, a second at 60 a minute.
+        let wait = l.take("k", 2, 60, 3).unwrap_err();
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        // A cost above the burst costs the whole burst, so that it can ever succeed.
+        assert!(l.take("big", 10, 60, 3).is_ok());
+        assert!(l.take("big", 1, 60, 3).is_err());
     }
 
     #[test]
@@ -286,10 +332,10 @@ mod tests {
         let l = MemoryLimiter::default();
         // Fast refill: every bucket is full again within a millisecond.
         for i in 0..PRUNE_FROM {
-            l.take(&format!("k{i}"), 600_000, 1).unwrap();
+            l.take(&format!("k{i}"), 1, 600_000, 1).unwrap();
         }
         std::thread::sleep(Duration::from_millis(5));
-        l.take("one more", 600_000, 1).unwrap();
+        l.take("one more", 1, 600_000, 1).unwrap();
         let size = l.buckets.lock().unwrap().map.len();
         assert!(size < 10, "idle buckets were dropped: {size} left");
     }
@@ -300,6 +346,8 @@ mod tests {
             enabled: true,
             per_minute: 30,
             burst: 10,
+            writes_per_minute: 60,
+            write_burst: 30,
         });
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         for _ in 0..5 {

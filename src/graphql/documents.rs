@@ -199,6 +199,21 @@ impl Documents {
         })
     }
 
+    /// The names of the trusted documents' operations.
+    pub fn operation_names(&self) -> Vec<String> {
+        self.trusted
+            .values()
+            .filter_map(|text| async_graphql::parser::parse_query(&**text).ok())
+            .flat_map(|document| match document.operations {
+                DocumentOperations::Single(_) => Vec::new(),
+                DocumentOperations::Multiple(operations) => operations
+                    .into_keys()
+                    .map(|name| name.to_string())
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// How many trusted documents are loaded.
     pub fn trusted_len(&self) -> usize {
         self.trusted.len()

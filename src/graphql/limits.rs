@@ -1,6 +1,28 @@
-//! Refuses operations that would cost too much, before anything runs: too deep and too
-//! costly (async-graphql's own checks, set up in [`super::schema`]) and too many aliases
-//! ([`check_aliases`]), since aliases let one request repeat a field many times over.
+//! Refuses documents that would cost too much, before anything else walks them.
+//!
+//! async-graphql 7.2's own walks of a document (its recursion-depth check before
+//! validation, the depth and complexity visitors of validation, the ordering of response
+//! fields here) follow every fragment spread into the fragment, each time it is spread. A
+//! fragment that spreads another twice, which spreads another twice, and so on, doubles
+//! that work with every level: forty levels fit in 1.6 KB and would keep a worker thread
+//! busy for ever. [`check`] measures the document as those walks would see it, but in time
+//! linear in its size (each fragment is measured once and its measure reused wherever it
+//! is spread), and refuses it before any of them runs when it has:
+//! - more than `max_selections` selections (fields, fragment spreads and inline
+//!   fragments, each fragment counted as often as it is spread), all operations together;
+//! - more than `max_aliases` aliased fields in one operation, since aliases let one
+//!   request repeat a field many times over;
+//! - selections nested more than [`MAX_NESTING`] levels deep, a fragment spread or inline
+//!   fragment counting as a level, as async-graphql's own check counts them (which also
+//!   bounds the recursion of this walk, so that a long chain of fragments cannot exhaust
+//!   the stack);
+//! - a fragment that spreads itself, directly or through others, or that no operation
+//!   uses: invalid GraphQL that validation would refuse too, but only after walking it.
+//!
+//! Depth and complexity proper are then async-graphql's checks (set up in
+//! [`super::schema`]); their walks are bounded by what this one allowed through.
+
+use std::collections::HashMap;
 
 use async_graphql::{
     Name, Pos, ServerError,
@@ -9,85 +31,267 @@ use async_graphql::{
 
 use super::error_codes::{VALIDATION_FAILED, with_code};
 
-/// Counts the aliases one operation executes, each fragment spread counted where it is
-/// spread (as often as it is), and stops as soon as the count passes `limit`: spreading
-/// can multiply a fragment many times over. A fragment spread within itself, which
-/// validation refuses later, is not followed.
-fn aliases(
-    set: &SelectionSet,
-    document: &ExecutableDocument,
-    limit: usize,
-    within: &mut Vec<Name>,
-) -> usize {
-    let mut found = 0;
-    for item in &set.items {
-        found += match &item.node {
-            Selection::Field(f) => {
-                usize::from(f.node.alias.is_some())
-                    + aliases(
-                        &f.node.selection_set.node,
-                        document,
-                        limit - found.min(limit),
-                        within,
-                    )
-            }
-            Selection::InlineFragment(i) => aliases(
-                &i.node.selection_set.node,
-                document,
-                limit - found.min(limit),
-                within,
-            ),
-            Selection::FragmentSpread(spread) => {
-                let name = &spread.node.fragment_name.node;
-                match document.fragments.get(name) {
-                    Some(fragment) if !within.contains(name) => {
-                        within.push(name.clone());
-                        let n = aliases(
-                            &fragment.node.selection_set.node,
-                            document,
-                            limit - found.min(limit),
-                            within,
-                        );
-                        within.pop();
-                        n
-                    }
-                    _ => 0,
+/// How deeply selections may nest, counting fragments: async-graphql's default for its own
+/// recursion-depth check, which would refuse anything deeper later.
+pub const MAX_NESTING: usize = 32;
+
+/// What a document or one of its parts costs once its fragments are expanded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cost {
+    /// Fields, fragment spreads and inline fragments (saturating: a bomb's count would
+    /// overflow any integer).
+    selections: u64,
+    /// Fields with an alias.
+    aliases: u64,
+    /// How many levels of selections nest below this one.
+    height: usize,
+}
+
+impl Cost {
+    /// `self` and a selection whose own cost is `inner`, one level down.
+    fn add(&mut self, inner: Cost, alias: bool, nested: bool) {
+        self.selections = self
+            .selections
+            .saturating_add(inner.selections.saturating_add(1));
+        self.aliases = self
+            .aliases
+            .saturating_add(inner.aliases.saturating_add(u64::from(alias)));
+        self.height = self.height.max(inner.height + usize::from(nested));
+    }
+}
+
+/// Why a document is refused.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    Selections(u64),
+    Aliases(Pos),
+    TooDeep(Pos),
+    Cycle(Name, Pos),
+    Unused(Name, Pos),
+}
+
+/// A fragment being measured, or measured.
+enum Memo {
+    Measuring,
+    Measured(Cost),
+}
+
+struct Walk<'a> {
+    document: &'a ExecutableDocument,
+    fragments: HashMap<&'a str, Memo>,
+}
+
+impl<'a> Walk<'a> {
+    /// The cost of `set`, found at nesting level `level` (0 for an operation's own).
+    fn set(&mut self, set: &'a SelectionSet, level: usize, pos: Pos) -> Result<Cost, Refusal> {
+        if level > MAX_NESTING {
+            return Err(Refusal::TooDeep(pos));
+        }
+        let mut cost = Cost::default();
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let children = &field.node.selection_set;
+                    let nested = !children.node.items.is_empty();
+                    let inner = if nested {
+                        self.set(&children.node, level + 1, children.pos)?
+                    } else {
+                        Cost::default()
+                    };
+                    cost.add(inner, field.node.alias.is_some(), nested);
+                }
+                Selection::InlineFragment(inline) => {
+                    let children = &inline.node.selection_set;
+                    let inner = self.set(&children.node, level + 1, children.pos)?;
+                    cost.add(inner, false, true);
+                }
+                Selection::FragmentSpread(spread) => {
+                    let inner =
+                        self.fragment(&spread.node.fragment_name.node, level + 1, item.pos)?;
+                    cost.add(inner, false, true);
                 }
             }
-        };
-        if found > limit {
-            break;
+        }
+        Ok(cost)
+    }
+
+    /// The cost of the fragment `name`, spread so that its selections are at `level`:
+    /// measured the first time, remembered after.
+    fn fragment(&mut self, name: &'a Name, level: usize, pos: Pos) -> Result<Cost, Refusal> {
+        match self.fragments.get(name.as_str()) {
+            Some(Memo::Measured(cost)) if level + cost.height > MAX_NESTING => {
+                Err(Refusal::TooDeep(pos))
+            }
+            Some(Memo::Measured(cost)) => Ok(*cost),
+            Some(Memo::Measuring) => Err(Refusal::Cycle(name.clone(), pos)),
+            None => {
+                // An unknown fragment is validation's to report.
+                let Some(fragment) = self.document.fragments.get(name) else {
+                    return Ok(Cost::default());
+                };
+                self.fragments.insert(name.as_str(), Memo::Measuring);
+                let set = &fragment.node.selection_set;
+                let cost = self.set(&set.node, level, set.pos)?;
+                self.fragments.insert(name.as_str(), Memo::Measured(cost));
+                Ok(cost)
+            }
         }
     }
-    found
 }
 
-/// The most aliases any operation of the document executes (past `limit`, any count
-/// above it).
-fn count(document: &ExecutableDocument, limit: usize) -> usize {
-    document
-        .operations
-        .iter()
-        .map(|(_, op)| {
-            aliases(
-                &op.node.selection_set.node,
-                document,
-                limit,
-                &mut Vec::new(),
-            )
-        })
-        .max()
-        .unwrap_or(0)
-}
-
-/// Refuses a document with more than `limit` aliased fields in an operation.
-pub fn check_aliases(document: &ExecutableDocument, limit: usize) -> Result<(), ServerError> {
-    if count(document, limit) <= limit {
-        return Ok(());
+/// Measures `document`, and refuses it past the limits.
+fn measure(
+    document: &ExecutableDocument,
+    max_selections: usize,
+    max_aliases: usize,
+) -> Result<Cost, Refusal> {
+    let mut walk = Walk {
+        document,
+        fragments: HashMap::with_capacity(document.fragments.len()),
+    };
+    let mut total = Cost::default();
+    for (_, operation) in document.operations.iter() {
+        let set = &operation.node.selection_set;
+        let cost = walk.set(&set.node, 0, set.pos)?;
+        if cost.aliases > max_aliases as u64 {
+            return Err(Refusal::Aliases(operation.pos));
+        }
+        total.selections = total.selections.saturating_add(cost.selections);
+        total.aliases = total.aliases.max(cost.aliases);
+        total.height = total.height.max(cost.height);
+        if total.selections > max_selections as u64 {
+            return Err(Refusal::Selections(total.selections));
+        }
     }
-    let error = ServerError::new(
-        format!("the operation uses more than {limit} aliases, the most allowed"),
-        Some(Pos { line: 1, column: 1 }),
-    );
-    Err(with_code(error, VALIDATION_FAILED))
+    if let Some((name, fragment)) = document
+        .fragments
+        .iter()
+        .find(|(name, _)| !walk.fragments.contains_key(name.as_str()))
+    {
+        return Err(Refusal::Unused(name.clone(), fragment.pos));
+    }
+    Ok(total)
+}
+
+/// Refuses `document` when, its fragments expanded, it makes more than `max_selections`
+/// selections, or one of its operations more than `max_aliases` aliases; or when it nests
+/// too deeply, or holds a fragment that spreads itself or is never used.
+pub fn check(
+    document: &ExecutableDocument,
+    max_selections: usize,
+    max_aliases: usize,
+) -> Result<(), ServerError> {
+    let (message, pos) = match measure(document, max_selections, max_aliases) {
+        Ok(_) => return Ok(()),
+        Err(Refusal::Selections(n)) => (
+            format!(
+                "the document makes {n} selections once its fragments are expanded; \
+                 at most {max_selections} are allowed"
+            ),
+            Pos { line: 1, column: 1 },
+        ),
+        Err(Refusal::Aliases(pos)) => (
+            format!("the operation uses more than {max_aliases} aliases, the most allowed"),
+            pos,
+        ),
+        Err(Refusal::TooDeep(pos)) => (
+            format!("selections nest more than {MAX_NESTING} levels deep, counting fragments"),
+            pos,
+        ),
+        Err(Refusal::Cycle(name, pos)) => (
+            format!("fragment \"{name}\" spreads itself, directly or through other fragments"),
+            pos,
+        ),
+        Err(Refusal::Unused(name, pos)) => (format!("fragment \"{name}\" is never used"), pos),
+    };
+    Err(with_code(
+        ServerError::new(message, Some(pos)),
+        VALIDATION_FAILED,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::parse_query;
+
+    use super::*;
+
+    fn cost(query: &str) -> Result<Cost, Refusal> {
+        measure(&parse_query(query).unwrap(), usize::MAX, usize::MAX)
+    }
+
+    /// `query { ...F0 }`, with each fragment spreading the next `width` times.
+    fn bomb(levels: usize, width: usize) -> String {
+        let mut text = String::from("query { ...F0 }");
+        for i in 0..levels {
+            let spreads = format!(" ...F{}", i + 1).repeat(width);
+            text.push_str(&format!(" fragment F{i} on Query {{{spreads} }}"));
+        }
+        text.push_str(&format!(" fragment F{levels} on Query {{ __typename }}"));
+        text
+    }
+
+    #[test]
+    fn fragments_count_as_often_as_they_are_spread() {
+        let c = cost("{ me { id a: id ...U ...U } } fragment U on User { b: username }").unwrap();
+        // me, id, a, two spreads, and b twice.
+        assert_eq!(c.selections, 7);
+        assert_eq!(c.aliases, 3);
+        assert_eq!(c.height, 2);
+    }
+
+    #[test]
+    fn a_fragment_bomb_is_measured_at_once_and_refused() {
+        // Twenty levels doubling: about three million selections once expanded (each
+        // level's two spreads and what they expand to, and the last level's field).
+        let c = cost(&bomb(20, 2)).unwrap();
+        assert_eq!(c.selections, 3 * (1u64 << 20) - 1);
+        // Thirty levels of ten each would overflow; the count saturates instead.
+        let document = parse_query(bomb(30, 10)).unwrap();
+        assert_eq!(
+            measure(&document, 2000, 15),
+            Err(Refusal::Selections(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_deep_recursion() {
+        // A chain of ten thousand fragments, each spreading the next.
+        let mut text = String::from("{ ...F0 }");
+        for i in 0..10_000 {
+            text.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        text.push_str(" fragment F10000 on Query { __typename }");
+        assert!(matches!(cost(&text), Err(Refusal::TooDeep(_))));
+        // Thirty-two levels are allowed, as async-graphql allows them.
+        let mut text = String::from("{ ...F0 }");
+        for i in 0..31 {
+            text.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        text.push_str(" fragment F31 on Query { __typename }");
+        assert_eq!(cost(&text).unwrap().height, 32);
+    }
+
+    #[test]
+    fn cycles_and_unused_fragments_are_refused() {
+        assert!(matches!(
+            cost("{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }"),
+            Err(Refusal::Cycle(..))
+        ));
+        assert!(matches!(
+            cost("{ me { id } } fragment A on Query { __typename }"),
+            Err(Refusal::Unused(..))
+        ));
+    }
+
+    #[test]
+    fn aliases_are_counted_per_operation() {
+        let document =
+            parse_query("query A { a: me { id } b: me { id } } query B { c: me { id } }").unwrap();
+        assert!(measure(&document, 2000, 2).is_ok());
+        assert!(matches!(
+            measure(&document, 2000, 1),
+            Err(Refusal::Aliases(_))
+        ));
+    }
 }

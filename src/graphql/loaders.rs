@@ -25,6 +25,7 @@ use std::{
 };
 
 use futures::{FutureExt, channel::oneshot, future::BoxFuture};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::{
@@ -115,8 +116,9 @@ pub fn for_request(db: Db) -> (DbLoader, Arc<Batches>) {
     (loader, batches)
 }
 
-/// A loader for one subscription: its batches run on their own tasks, as events arrive
-/// outside any request for [`drive`] to work in.
+/// A loader for subscriptions: its batches run on their own tasks, as events arrive
+/// outside any request for [`drive`] to work in. One serves every subscription, so that
+/// the keys one event makes many subscriptions ask for are loaded together.
 pub fn for_stream(db: Db) -> DbLoader {
     DbLoader {
         db,
@@ -177,10 +179,13 @@ impl DbLoader {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(batch),
             Runs::Spawned => {
-                tokio::spawn(async move {
-                    tokio::time::sleep(SPAWNED_BATCH_DELAY).await;
-                    batch.await;
-                });
+                tokio::spawn(
+                    async move {
+                        tokio::time::sleep(SPAWNED_BATCH_DELAY).await;
+                        batch.await;
+                    }
+                    .in_current_span(),
+                );
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod context;
 pub mod documents;
 pub mod error_codes;
+pub mod fanout;
 pub mod field_order;
 pub mod guards;
 pub mod limits;
@@ -48,15 +49,22 @@ fn builder() -> SchemaBuilder<Query, Mutation, SubscriptionRoot> {
 }
 
 /// Builds the schema with the services its resolvers use, the limits on operations, and
-/// introspection and suggestions only where they are wanted.
-pub fn schema(auth: Auth, posts: Posts, limits: &Limits, exposure: &Exposure) -> AppSchema {
+/// introspection and suggestions only where they are wanted. `max_complexity` is the
+/// limit's own, or the lower one of subscriptions.
+pub fn schema(
+    auth: Auth,
+    posts: Posts,
+    limits: &Limits,
+    max_complexity: usize,
+    exposure: &Exposure,
+) -> AppSchema {
     let mut builder = builder();
     if !exposure.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
     builder
         .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
+        .limit_complexity(max_complexity)
         .data(auth)
         .data(posts)
         .finish()

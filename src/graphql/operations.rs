@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use async_graphql::Response;
 
-use crate::telemetry::operation_label;
+use crate::telemetry::OperationNames;
 
-/// Names the operation on the current span, for the log lines that follow.
-pub fn name_span(operation_name: Option<&str>) -> String {
-    let operation = operation_label(operation_name);
+/// Names the operation on the current span, for the log lines that follow, and returns
+/// its label for the metrics.
+pub fn name_span(names: &OperationNames, operation_name: Option<&str>) -> String {
+    let operation = names.label(operation_name);
     tracing::Span::current().record("operation", operation.as_str());
     operation
 }

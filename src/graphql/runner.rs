@@ -1,9 +1,10 @@
 //! Running one GraphQL operation: what happens to a request around the executor, for
 //! every transport.
 //!
-//! Before: its document is found (in full, or by hash), parsed once, held to the alias
-//! limit, and the operation it selects is checked (it exists, its required variables
-//! are given). After: errors get their codes, response fields go back in selection
+//! Before: its document is found (in full, or by hash), parsed once, measured with its
+//! fragments expanded and held to the limits on selections, aliases and nesting
+//! ([`super::limits`]), and the operation it selects is checked (it exists, its required
+//! variables are given). After: errors get their codes, response fields go back in selection
 //! order, a newly sent persisted query is remembered once it proved valid, and the
 //! operation is counted and timed.
 //!
@@ -21,14 +22,25 @@ use futures::{StreamExt, stream::BoxStream};
 use super::{
     AppSchema,
     documents::{Documents, Unrunnable, operation_type},
-    error_codes, field_order, limits, operations,
+    error_codes,
+    fanout::{Fanout, Key, Viewer},
+    field_order, limits, operations, subscriptions,
 };
+use crate::{config::Limits, telemetry::OperationNames};
 
 /// Prepares and runs operations against the schema.
 #[derive(Clone)]
 pub struct Runner {
     schema: AppSchema,
+    /// The same schema with the lower complexity limit of subscriptions, which run again
+    /// for every event.
+    subscriptions: AppSchema,
     documents: Arc<Documents>,
+    /// The operation names that get metric series of their own.
+    operation_names: Arc<OperationNames>,
+    /// The subscriptions' shared executions.
+    fanout: Arc<Fanout>,
+    max_selections: usize,
     max_aliases: usize,
 }
 
@@ -53,12 +65,27 @@ pub struct Ran {
 }
 
 impl Runner {
-    /// A runner for `schema`, with `documents` and at most `max_aliases` aliases.
-    pub fn new(schema: AppSchema, documents: Arc<Documents>, max_aliases: usize) -> Self {
+    /// A runner for `schema` (and `subscriptions`, the schema for subscriptions), with
+    /// `documents`, the limits on documents, and room for `metric_names` operation names
+    /// in the metrics besides those of the trusted documents.
+    pub fn new(
+        schema: AppSchema,
+        subscriptions: AppSchema,
+        documents: Arc<Documents>,
+        limits: &Limits,
+        metric_names: usize,
+    ) -> Self {
         Self {
             schema,
+            subscriptions,
+            operation_names: Arc::new(OperationNames::new(
+                metric_names,
+                documents.operation_names(),
+            )),
             documents,
-            max_aliases,
+            fanout: Arc::default(),
+            max_selections: limits.max_selections,
+            max_aliases: limits.max_aliases,
         }
     }
 
@@ -81,9 +108,12 @@ impl Runner {
                 error: Box::new(error_codes::with_code(error, error_codes::PARSE_FAILED)),
                 status: None,
             })?;
-        limits::check_aliases(&document, self.max_aliases).map_err(|error| Unrunnable {
-            error: Box::new(error),
-            status: None,
+        // Before anything else walks the document: see `limits`.
+        limits::check(&document, self.max_selections, self.max_aliases).map_err(|error| {
+            Unrunnable {
+                error: Box::new(error),
+                status: None,
+            }
         })?;
         let (ty, name) = operation_type(
             &document,
@@ -108,7 +138,7 @@ impl Runner {
             register,
             ..
         } = ready;
-        let label = operations::name_span(name.as_deref());
+        let label = operations::name_span(&self.operation_names, name.as_deref());
         // Only a text sent with its hash is kept, to be remembered if it proves valid.
         let register = register.map(|hash| (hash, request.query.clone()));
         let started = Instant::now();
@@ -125,16 +155,34 @@ impl Runner {
         Ran { response, executed }
     }
 
-    /// Runs a subscription: its responses, with their errors coded.
-    pub fn subscribe(&self, ready: Ready, session: Arc<Data>) -> BoxStream<'static, Response> {
-        let Ready { request, .. } = ready;
-        self.schema
-            .execute_stream_with_session_data(request, session)
-            .map(|mut response| {
-                let executed = error_codes::executed(&response);
-                error_codes::finish(&mut response, executed);
-                response
-            })
-            .boxed()
+    /// Runs a subscription for `viewer`: its responses, with their errors coded. Every
+    /// subscription with the same document, operation and variables for the same viewer
+    /// shares one execution (see [`super::fanout`]).
+    pub fn subscribe(
+        &self,
+        ready: Ready,
+        session: Arc<Data>,
+        viewer: Viewer,
+    ) -> BoxStream<'static, Response> {
+        let Ready {
+            request,
+            document,
+            name,
+            ..
+        } = ready;
+        let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+        let key = Key::new(&request.query, name.as_deref(), &variables, viewer);
+        let replay = subscriptions::starts_with_current_state(&document, name.as_deref());
+        let schema = self.subscriptions.clone();
+        self.fanout.join(key, replay, move || {
+            schema
+                .execute_stream_with_session_data(request, session)
+                .map(|mut response| {
+                    let executed = error_codes::executed(&response);
+                    error_codes::finish(&mut response, executed);
+                    response
+                })
+                .boxed()
+        })
     }
 }

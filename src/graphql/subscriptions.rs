@@ -3,7 +3,10 @@
 //! Events come from the application's event bus and are sent only to subscribers who may
 //! see them: a draft goes to nobody but its author.
 
-use async_graphql::{Context, ID, Result, Subscription};
+use async_graphql::{
+    Context, ID, Result, Subscription,
+    parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet},
+};
 use futures::{Stream, StreamExt, future};
 
 use super::{
@@ -69,6 +72,40 @@ impl SubscriptionRoot {
             .filter_map(future::ready);
         Ok(futures::stream::once(future::ready(current)).chain(changes))
     }
+}
+
+/// The subscriptions whose first message is the current state rather than a change.
+const STARTING_WITH_THE_CURRENT_STATE: &[&str] = &["postVoted"];
+
+/// Whether the operation named `name` in `document` subscribes to a field whose first
+/// message is the current state: a subscriber joining one already running is then sent
+/// its latest message first.
+pub fn starts_with_current_state(document: &ExecutableDocument, name: Option<&str>) -> bool {
+    let operation = match (&document.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
+    };
+    operation.is_some_and(|op| selects_current_state(document, &op.node.selection_set.node, 0))
+}
+
+fn selects_current_state(document: &ExecutableDocument, set: &SelectionSet, depth: usize) -> bool {
+    // Root fields only; fragments there are followed, within the nesting limit.
+    depth <= super::limits::MAX_NESTING
+        && set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                STARTING_WITH_THE_CURRENT_STATE.contains(&field.node.name.node.as_str())
+            }
+            Selection::InlineFragment(inline) => {
+                selects_current_state(document, &inline.node.selection_set.node, depth + 1)
+            }
+            Selection::FragmentSpread(spread) => document
+                .fragments
+                .get(&spread.node.fragment_name.node)
+                .is_some_and(|f| {
+                    selects_current_state(document, &f.node.selection_set.node, depth + 1)
+                }),
+        })
 }
 
 fn with_count(row: crate::db::posts::PostRow, count: i64) -> Post {

@@ -2,11 +2,14 @@
 //! protections every request passes through.
 
 pub mod cookies;
+pub mod counted;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
 pub mod limits;
 pub mod request_id;
+pub mod server;
+pub mod sockets;
 pub mod subscriptions;
 pub mod wire;
 
@@ -50,8 +53,11 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// Runs operations against the GraphQL schema.
     pub runner: Runner,
-    /// One permit per WebSocket connection being served.
-    pub websockets: Arc<tokio::sync::Semaphore>,
+    /// Places for WebSocket connections and subscriptions.
+    pub sockets: Arc<sockets::Sockets>,
+    /// The loader every subscription shares, so that the loads one event causes in many
+    /// subscriptions are batched together.
+    pub stream_loader: Arc<crate::graphql::loaders::DbLoader>,
     /// The database, for the readiness probe and the loaders.
     pub db: Db,
     /// The configuration: limits, exposure, proxies, cookies, origins.
@@ -127,8 +133,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready));
-    // Unless it has an address of its own.
-    if state.config.metrics_listen.is_none() {
+    // Unless it has an address of its own, or is not to be public.
+    if state.config.metrics_listen.is_none() && state.config.exposure.metrics {
         router = router.route("/metrics", get(health::metrics));
     }
     router

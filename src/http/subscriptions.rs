@@ -12,9 +12,18 @@
 //!   case an announcement came from elsewhere).
 //! - Only subscriptions run here; queries and mutations go over HTTP, where each
 //!   request is authenticated afresh.
-//! - The server pings every 15 seconds and drops a peer silent for a minute.
-//! - At most `QUIRE_MAX_WEBSOCKETS` connections are served at once (503 beyond), and
-//!   each runs at most 100 subscriptions.
+//! - The server pings every 15 seconds and drops a peer silent for a minute, and one
+//!   that has not taken a message within 10 seconds of its sending: a client that stops
+//!   reading cannot hold the socket, nor stop its checks from running.
+//! - Connections take places as [`super::sockets`] describes: at most
+//!   `QUIRE_MAX_WEBSOCKETS_PER_ADDRESS` per client address (429 beyond),
+//!   `QUIRE_MAX_PENDING_WEBSOCKETS` waiting for `connection_init` (503 beyond), and once
+//!   signed in `QUIRE_MAX_WEBSOCKETS` in all and `QUIRE_MAX_WEBSOCKETS_PER_USER` per
+//!   account (closed with 1013, try again later, beyond). Each runs at most 100
+//!   subscriptions, and an account at most `QUIRE_MAX_SUBSCRIPTIONS_PER_USER`.
+//! - Subscriptions run with their own complexity limit,
+//!   `QUIRE_MAX_SUBSCRIPTION_COMPLEXITY`, and those with the same document, variables
+//!   and viewer share one execution ([`crate::graphql::fanout`]).
 
 use std::{
     sync::{
@@ -37,15 +46,18 @@ use axum::{
 use futures::{SinkExt, StreamExt, future, stream::BoxStream};
 use uuid::Uuid;
 
+use tracing::Instrument;
+
 use super::{
     AppState,
+    sockets::{Full, Place, SignedIn},
     wire::{Format, Refused},
 };
 use crate::{
     auth::{Caller, ClientInfo, Credential},
     error::AppError,
     events::Event,
-    graphql::{context::CredentialBudget, documents::Unrunnable, loaders, runner::Ready},
+    graphql::{context::CredentialBudget, documents::Unrunnable, fanout::Viewer, runner::Ready},
 };
 
 /// How long a client may take to send `connection_init`.
@@ -56,6 +68,10 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// How often a socket's credential is checked again without being told to.
 const RECHECK: Duration = Duration::from_secs(60);
+/// How long a message may wait for the client to take it before the client is taken
+/// for gone: a client that stops reading would otherwise hold the connection, with its
+/// checks stalled behind the send.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether a GET asks to become a WebSocket.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -114,23 +130,34 @@ pub async fn upgrade(state: AppState, upgrade: WebSocketUpgrade, parts: &Parts) 
         authorization: text_header(&parts.headers, header::AUTHORIZATION.as_str()),
         api_key: text_header(&parts.headers, "x-api-key"),
     };
-    let Ok(permit) = state.websockets.clone().try_acquire_owned() else {
-        return Refused {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "SERVICE_UNAVAILABLE",
-            message: "this server holds as many WebSocket connections as it may; try later"
-                .to_owned(),
+    let place = match state.sockets.arrive(client.ip) {
+        Ok(place) => place,
+        Err(full) => {
+            let (status, code) = match full {
+                Full::Address => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            };
+            let mut response = Refused {
+                status,
+                code,
+                message: full.reason().to_owned(),
+            }
+            .into_response(Format::Json);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("10"));
+            return response;
         }
-        .into_response(Format::Json);
     };
     let max = state.config.limits.max_body;
+    // The connection's log lines and statements belong to the request that opened it.
+    let span = tracing::Span::current();
     upgrade
         .protocols([protocol.sec_websocket_protocol()])
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            serve(state, socket, protocol, fallback, client).await;
-            drop(permit);
+        .on_upgrade(move |socket| {
+            serve(state, socket, protocol, fallback, client, place).instrument(span)
         })
         .into_response()
 }
@@ -181,8 +208,17 @@ impl Credentials {
 /// How `connection_init` went.
 enum Init {
     Pending,
-    Accepted { caller: Arc<Caller>, user_id: Uuid },
-    Refused { code: u16, reason: &'static str },
+    Accepted {
+        caller: Arc<Caller>,
+        user_id: Uuid,
+        places: SignedIn,
+    },
+    /// Accepted, and seen so by the connection's loop, which took its places.
+    Serving,
+    Refused {
+        code: u16,
+        reason: &'static str,
+    },
 }
 
 /// Marks the connection-init error that [`serve`] turns into a close code of its own.
@@ -194,6 +230,7 @@ async fn serve(
     protocol: WebSocketProtocols,
     fallback: Credentials,
     client: ClientInfo,
+    mut place: Place,
 ) {
     let auth = state.auth.clone();
     let (mut sink, source) = socket.split();
@@ -222,7 +259,7 @@ async fn serve(
         });
     let init = Arc::new(Mutex::new(Init::Pending));
     let on_init = {
-        let (auth, init) = (auth.clone(), init.clone());
+        let (auth, init, sockets) = (auth.clone(), init.clone(), state.sockets.clone());
         move |payload: serde_json::Value| async move {
             let offered = Credentials::from_payload(&payload);
             let credentials = if offered.is_empty() {
@@ -231,15 +268,30 @@ async fn serve(
                 offered
             };
             let caller = Arc::new(credentials.caller());
+            let mut viewer = None;
             let outcome = match caller.identity(&auth).await {
                 Ok(who) => match who.credential {
                     Credential::ApiKey { scopes, .. } if !scopes.can_read() => Init::Refused {
                         code: 4403,
                         reason: "Forbidden: this API key lacks the READ scope",
                     },
-                    _ => Init::Accepted {
-                        user_id: who.user.id,
-                        caller: caller.clone(),
+                    _ => match sockets.sign_in(who.user.id) {
+                        Ok(places) => {
+                            viewer = Some(Viewer {
+                                user_id: who.user.id,
+                                admin: who.acts_as_admin(),
+                            });
+                            Init::Accepted {
+                                user_id: who.user.id,
+                                caller: caller.clone(),
+                                places,
+                            }
+                        }
+                        // 1013: try again later.
+                        Err(full) => Init::Refused {
+                            code: 1013,
+                            reason: full.reason(),
+                        },
                     },
                 },
                 Err(AppError::Unauthenticated(_)) => Init::Refused {
@@ -254,14 +306,14 @@ async fn serve(
                     }
                 }
             };
-            let accepted = matches!(outcome, Init::Accepted { .. });
             *init.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
-            if !accepted {
+            let Some(viewer) = viewer else {
                 return Err(async_graphql::Error::new(REFUSED));
-            }
+            };
             let mut data = Data::default();
             data.insert(caller);
             data.insert(client);
+            data.insert(viewer);
             Ok(data)
         }
     };
@@ -282,13 +334,17 @@ async fn serve(
     let close = loop {
         tokio::select! {
             message = outgoing.next() => {
-                if accepted.is_none()
-                    && let Init::Accepted { caller, user_id } =
-                        &*init.lock().unwrap_or_else(|e| e.into_inner())
-                {
-                    accepted = Some((caller.clone(), *user_id));
-                    just_accepted = true;
-                    tracing::debug!(%user_id, "WebSocket connection accepted");
+                if accepted.is_none() {
+                    let mut init = init.lock().unwrap_or_else(|e| e.into_inner());
+                    if matches!(*init, Init::Accepted { .. })
+                        && let Init::Accepted { caller, user_id, places } =
+                            std::mem::replace(&mut *init, Init::Serving)
+                    {
+                        place.sign_in(places);
+                        accepted = Some((caller, user_id));
+                        just_accepted = true;
+                        tracing::debug!(%user_id, "WebSocket connection accepted");
+                    }
                 }
                 match message {
                     Some(WsMessage::Text(text)) => {
@@ -299,13 +355,13 @@ async fn serve(
                         let Some(text) = outgoing else {
                             continue;
                         };
-                        if sink.send(Message::Text(text.into())).await.is_err() {
+                        if !send(&mut sink, Message::Text(text.into())).await {
                             break None;
                         }
                         // The older protocol's clients expect a keep-alive at once.
                         if std::mem::take(&mut just_accepted)
                             && protocol == WebSocketProtocols::SubscriptionsTransportWS
-                            && sink.send(Message::Text(r#"{"type":"ka"}"#.into())).await.is_err()
+                            && !send(&mut sink, Message::Text(r#"{"type":"ka"}"#.into())).await
                         {
                             break None;
                         }
@@ -345,12 +401,12 @@ async fn serve(
                     tracing::debug!(?silent, "WebSocket peer gone quiet; closing");
                     break Some((1001, "no answer to pings".to_owned()));
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                if !send(&mut sink, Message::Ping(Default::default())).await {
                     break None;
                 }
                 // The older protocol's clients time out without its own keep-alive.
                 if protocol == WebSocketProtocols::SubscriptionsTransportWS
-                    && sink.send(Message::Text(r#"{"type":"ka"}"#.into())).await.is_err()
+                    && !send(&mut sink, Message::Text(r#"{"type":"ka"}"#.into())).await
                 {
                     break None;
                 }
@@ -371,9 +427,21 @@ async fn serve(
             code,
             reason: reason.into(),
         };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        send(&mut sink, Message::Close(Some(frame))).await;
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
+}
+
+/// Sends `message`, unless the client has not taken it within [`SEND_TIMEOUT`] or is
+/// gone: false then, and the connection is to end.
+async fn send(sink: &mut futures::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::info!("a WebSocket client stopped taking messages; dropping it");
+            false
+        }
+    }
 }
 
 /// The ids of a connection's running subscriptions, to keep to the
@@ -567,23 +635,44 @@ impl Executor for SubscriptionExecutor {
                 .boxed();
         }
         let running = Running(self.active.clone());
+        let refused = |error: ServerError| {
+            futures::stream::once(future::ready(Response::from_errors(vec![error]))).boxed()
+        };
+        let session = session_data.unwrap_or_default();
+        // Set at `connection_init`, which comes before any subscription.
+        let Some(viewer) = session.get(&std::any::TypeId::of::<Viewer>()) else {
+            return refused(ServerError::new("the connection is not initialised", None));
+        };
+        let Some(viewer) = viewer.downcast_ref::<Viewer>().copied() else {
+            return refused(ServerError::new("the connection is not initialised", None));
+        };
+        let Some(mine) = self.state.sockets.subscribe(viewer.user_id) else {
+            return refused(
+                *Unrunnable::new(
+                    "BAD_REQUEST",
+                    format!(
+                        "an account may run at most {} subscriptions at once",
+                        self.state.sockets.subscriptions_per_user()
+                    ),
+                )
+                .error,
+            );
+        };
         match self.prepare(request) {
             Ok(mut ready) => {
                 let data = &mut ready.request.data;
-                data.insert(Arc::new(loaders::for_stream(self.state.db.clone())));
+                data.insert(self.state.stream_loader.clone());
                 data.insert(CredentialBudget::default());
                 self.state
                     .runner
-                    .subscribe(ready, session_data.unwrap_or_default())
+                    .subscribe(ready, session, viewer)
                     .map(move |response| {
-                        let _counted = &running;
+                        let _counted = (&running, &mine);
                         response
                     })
                     .boxed()
             }
-            Err(error) => {
-                futures::stream::once(future::ready(Response::from_errors(vec![error]))).boxed()
-            }
+            Err(error) => refused(error),
         }
     }
 }

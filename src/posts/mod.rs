@@ -7,7 +7,7 @@
 use uuid::Uuid;
 
 use crate::{
-    auth::Identity,
+    auth::{Identity, throttle::Throttle},
     db::{
         self, Db,
         page::{Page, PageRequest},
@@ -28,6 +28,14 @@ pub const MAX_BODY: usize = 50_000;
 pub struct Posts {
     db: Db,
     events: Events,
+    throttle: Throttle,
+}
+
+/// How much of an account's write budget a write storing `text` costs: one, and one more
+/// for every 4 KiB, so that the budget bounds the bytes stored as well as the writes.
+fn write_cost<'a>(text: impl IntoIterator<Item = &'a str>) -> u32 {
+    let bytes: usize = text.into_iter().map(str::len).sum();
+    u32::try_from(1 + bytes / 4096).unwrap_or(u32::MAX)
 }
 
 /// A new post as the client sent it.
@@ -80,9 +88,14 @@ fn text(field: &'static str, value: &str, max: usize) -> AppResult<String> {
 }
 
 impl Posts {
-    /// The service over `db`, announcing new posts and votes on `events`.
-    pub fn new(db: Db, events: Events) -> Self {
-        Self { db, events }
+    /// The service over `db`, announcing new posts and votes on `events`, with each
+    /// account's writes limited by `throttle`.
+    pub fn new(db: Db, events: Events, throttle: Throttle) -> Self {
+        Self {
+            db,
+            events,
+            throttle,
+        }
     }
 
     /// A post, if `who` may see it.
@@ -115,6 +128,8 @@ impl Posts {
             created_at: now,
             updated_at: now,
         };
+        self.throttle
+            .write(who.user.id, write_cost([&*post.title, &*post.body]))?;
         let mut conn = self.db.acquire().await?;
         posts::insert(&mut conn, &post).await?;
         tracing::info!(post_id = %post.id, "post created");
@@ -141,6 +156,10 @@ impl Posts {
             .body
             .map(|b| text("body", b, MAX_BODY))
             .transpose()?;
+        self.throttle.write(
+            who.user.id,
+            write_cost(title.as_deref().into_iter().chain(body.as_deref())),
+        )?;
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         if post.author_id != who.user.id {
@@ -171,6 +190,7 @@ impl Posts {
     /// Deletes a post; its author or an administrator may.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn delete(&self, who: &Identity, id: Uuid) -> AppResult<Uuid> {
+        self.throttle.write(who.user.id, 1)?;
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         if post.author_id != who.user.id && !is_admin(who) {
@@ -190,6 +210,7 @@ impl Posts {
     /// Votes for a post; voting twice is a no-op.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn vote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
+        self.throttle.write(who.user.id, 1)?;
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         match votes::add(&mut conn, id, who.user.id, db::now()).await {
@@ -206,6 +227,7 @@ impl Posts {
     /// Withdraws a vote; withdrawing a vote never given is a no-op.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn unvote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
+        self.throttle.write(who.user.id, 1)?;
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         votes::remove(&mut conn, id, who.user.id).await?;

@@ -620,3 +620,83 @@ pub mod statements {
             .collect()
     }
 }
+
+/// A `quire serve` process of its own, with its own threads: for attacks that would stall
+/// a server sharing the test's runtime, and for what only a process shows (a crash).
+/// Killed when dropped.
+pub struct Process {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl TestDb {
+    /// Starts `quire serve` on this database with `env` besides the defaults (brute-force
+    /// protection off, as in [`TestDb::settings`]), and waits until it listens.
+    pub async fn serve_process(&self, env: &[(&str, &str)]) -> Process {
+        use std::{
+            io::{BufRead, BufReader},
+            process::{Command, Stdio},
+        };
+        let url = self.url.clone();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+            for (key, _) in std::env::vars() {
+                if key.starts_with("QUIRE_") {
+                    cmd.env_remove(key);
+                }
+            }
+            cmd.arg("serve")
+                .env("DATABASE_URL", &url)
+                .env("QUIRE_LISTEN", "127.0.0.1:0")
+                .env("QUIRE_LOG", "info")
+                .env("QUIRE_RATE_LIMIT", "off")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            for (key, value) in &env {
+                cmd.env(key, value);
+            }
+            let mut child = cmd.spawn().expect("quire serve starts");
+            let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+            let mut seen = Vec::new();
+            let address = loop {
+                let Some(Ok(line)) = lines.next() else {
+                    let _ = child.kill();
+                    panic!("quire serve stopped before listening: {seen:#?}");
+                };
+                if line.contains("serving GraphQL")
+                    && let Some(rest) = line.split("http://").nth(1)
+                {
+                    break rest.split('/').next().expect("an address").to_owned();
+                }
+                seen.push(line);
+            };
+            // Keep reading, so that the process never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            Process {
+                base: format!("http://{address}"),
+                child,
+            }
+        })
+        .await
+        .expect("the process was started")
+    }
+}
+
+impl Process {
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

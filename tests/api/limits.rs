@@ -15,7 +15,8 @@ crate::on_both_databases!(
     request_ids_round_trip,
 );
 
-async fn post_count(app: &TestApp, token: &str) -> usize {
+/// How many posts the account of `token` has.
+pub(crate) async fn post_count(app: &TestApp, token: &str) -> usize {
     app.gql(
         Some(token),
         "{ me { posts(first: 100) { edges { cursor } } } }",

@@ -18,6 +18,8 @@ crate::on_both_databases!(
     shutdown_lets_a_request_in_flight_finish,
     metrics_expose_the_named_series,
     metrics_can_live_on_their_own_address,
+    metric_series_stay_bounded_however_many_names_clients_send,
+    metrics_are_not_public_in_production_unless_asked,
 );
 
 async fn one_request_tries_at_most_one_password(db: TestDb) {
@@ -230,6 +232,50 @@ async fn metrics_expose_the_named_series(db: TestDb) {
     assert!(text.contains("operation=\"Weird_Name_Ok\""));
     assert!(text.contains("operation=\"other\""));
     assert!(!text.contains(&"x".repeat(80)));
+}
+
+async fn metric_series_stay_bounded_however_many_names_clients_send(db: TestDb) {
+    let app = db.spawn_with(|s| s.metrics_operations = "10".into()).await;
+    // Names of this test's own, since every server of this process shares the recorder.
+    let prefix = format!("Flood{}", uuid::Uuid::new_v4().simple());
+    for i in 0..300 {
+        app.gql(
+            None,
+            &format!("query {prefix}_{i} {{ __typename }}"),
+            json!({}),
+        )
+        .await
+        .ok();
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let mut names: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("graphql_operations_total{"))
+        .filter_map(|l| l.split(&format!("operation=\"{prefix}_")).nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 10, "{names:?}");
+    // The first names seen keep their series; the rest count as other.
+    assert!(names.contains(&"0") && names.contains(&"9"), "{names:?}");
+    assert!(text.contains("graphql_operations_total{operation=\"other\",outcome=\"ok\"}"));
+}
+
+async fn metrics_are_not_public_in_production_unless_asked(db: TestDb) {
+    let production = db.spawn_with(|s| s.environment = "production".into()).await;
+    assert_eq!(production.get("/metrics", None).await.status(), 404);
+    let asked = db
+        .spawn_with(|s| {
+            s.environment = "production".into();
+            s.metrics = Some("true".into());
+        })
+        .await;
+    let res = asked.get("/metrics", None).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("http_requests_total"));
+    let development = db.spawn().await;
+    assert_eq!(development.get("/metrics", None).await.status(), 200);
 }
 
 async fn metrics_can_live_on_their_own_address(db: TestDb) {

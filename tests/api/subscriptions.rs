@@ -35,19 +35,19 @@ crate::on_both_databases!(
 );
 
 /// How long any one step may take before the test fails.
-const WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
 /// The current protocol, of the `graphql-ws` library.
-const TRANSPORT_WS: &str = "graphql-transport-ws";
+pub(crate) const TRANSPORT_WS: &str = "graphql-transport-ws";
 /// The older protocol, of `subscriptions-transport-ws`.
 const LEGACY_WS: &str = "graphql-ws";
 
-const POST_CREATED: &str =
+pub(crate) const POST_CREATED: &str =
     "subscription { postCreated { id title published author { username } } }";
 const POST_VOTED: &str =
     "subscription($id: ID!) { postVoted(id: $id) { id voteCount viewerHasVoted } }";
 
 /// What the server sent next.
-enum Incoming {
+pub(crate) enum Incoming {
     /// A protocol message.
     Json(Value),
     /// The socket closed with this close code, or ended without a close frame (`None`).
@@ -55,7 +55,7 @@ enum Incoming {
 }
 
 /// A WebSocket client speaking either GraphQL protocol.
-struct Ws {
+pub(crate) struct Ws {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// The subprotocol the server chose.
     protocol: String,
@@ -64,7 +64,7 @@ struct Ws {
 }
 
 /// An upgrade request for `path`, offering `protocol`, with extra headers.
-fn upgrade_request(
+pub(crate) fn upgrade_request(
     app: &TestApp,
     path: &str,
     protocol: Option<&str>,
@@ -100,7 +100,7 @@ async fn refused_upgrade(app: &TestApp, path: &str, protocol: Option<&str>) -> u
     }
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
@@ -110,7 +110,12 @@ fn is_keepalive(message: &Value) -> bool {
 
 impl Ws {
     /// Opens a socket on `path` offering `protocol` (one or several, comma-separated).
-    async fn open(app: &TestApp, path: &str, protocol: &str, headers: &[(&str, &str)]) -> Self {
+    pub(crate) async fn open(
+        app: &TestApp,
+        path: &str,
+        protocol: &str,
+        headers: &[(&str, &str)],
+    ) -> Self {
         let request = upgrade_request(app, path, Some(protocol), headers);
         let (stream, response) = tokio::time::timeout(WAIT, connect_async(request))
             .await
@@ -129,12 +134,44 @@ impl Ws {
         }
     }
 
-    async fn connect(app: &TestApp, path: &str, protocol: &str) -> Self {
+    /// Opens a `graphql-transport-ws` socket on `/graphql` from the loopback address
+    /// `from`, with a receive buffer of `receive_buffer` bytes when given, and `headers`;
+    /// the handshake's error when the server refuses it.
+    pub(crate) async fn open_from(
+        app: &TestApp,
+        from: [u8; 4],
+        receive_buffer: Option<u32>,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, tungstenite::Error> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from((from, 0)))
+            .expect("a loopback address to connect from");
+        if let Some(size) = receive_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let address = app.base.trim_start_matches("http://").parse().unwrap();
+        let tcp = socket.connect(address).await.expect("the server accepts");
+        let request = upgrade_request(app, "/graphql", Some(TRANSPORT_WS), headers);
+        let (stream, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .expect("the handshake timed out")?;
+        Ok(Self {
+            stream,
+            protocol: TRANSPORT_WS.to_owned(),
+            log: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn connect(app: &TestApp, path: &str, protocol: &str) -> Self {
         Self::open(app, path, protocol, &[]).await
     }
 
     /// A socket whose `connection_init` with `payload` was acknowledged.
-    async fn ready(app: &TestApp, path: &str, protocol: &str, payload: Value) -> Self {
+    pub(crate) async fn ready(app: &TestApp, path: &str, protocol: &str, payload: Value) -> Self {
         let mut ws = Self::connect(app, path, protocol).await;
         ws.init(payload).await;
         ws.ack().await;
@@ -142,21 +179,21 @@ impl Ws {
     }
 
     /// A `graphql-transport-ws` socket on `/graphql`, acknowledged for an access token.
-    async fn signed_in(app: &TestApp, access: &str) -> Self {
+    pub(crate) async fn signed_in(app: &TestApp, access: &str) -> Self {
         let payload = json!({ "Authorization": bearer(access) });
         Self::ready(app, "/graphql", TRANSPORT_WS, payload).await
     }
 
-    fn legacy(&self) -> bool {
+    pub(crate) fn legacy(&self) -> bool {
         self.protocol == LEGACY_WS
     }
 
     /// The type of the messages that carry a subscription's results.
-    fn next_type(&self) -> &'static str {
+    pub(crate) fn next_type(&self) -> &'static str {
         if self.legacy() { "data" } else { "next" }
     }
 
-    async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         let text = message.to_string();
         tokio::time::timeout(WAIT, self.stream.send(Message::Text(text.into())))
             .await
@@ -164,17 +201,17 @@ impl Ws {
             .unwrap_or_else(|e| panic!("could not send {message}: {e}"));
     }
 
-    async fn init(&mut self, payload: Value) {
+    pub(crate) async fn init(&mut self, payload: Value) {
         self.send(json!({ "type": "connection_init", "payload": payload }))
             .await;
     }
 
-    async fn ack(&mut self) {
+    pub(crate) async fn ack(&mut self) {
         let message = self.next_json().await;
         assert_eq!(message["type"], "connection_ack", "{message}");
     }
 
-    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+    pub(crate) async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         let kind = if self.legacy() { "start" } else { "subscribe" };
         self.send(json!({
             "id": id,
@@ -184,13 +221,13 @@ impl Ws {
         .await;
     }
 
-    async fn stop(&mut self, id: &str) {
+    pub(crate) async fn stop(&mut self, id: &str) {
         let kind = if self.legacy() { "stop" } else { "complete" };
         self.send(json!({ "id": id, "type": kind })).await;
     }
 
     /// The next text message or close, or `None` once `deadline` passes.
-    async fn read(&mut self, deadline: Instant) -> Option<Incoming> {
+    pub(crate) async fn read(&mut self, deadline: Instant) -> Option<Incoming> {
         loop {
             let next = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
@@ -223,7 +260,7 @@ impl Ws {
 
     /// The next message other than a keep-alive, if one comes within `within`; the
     /// server's pings are answered.
-    async fn try_next_json(&mut self, within: Duration) -> Option<Value> {
+    pub(crate) async fn try_next_json(&mut self, within: Duration) -> Option<Value> {
         let deadline = Instant::now() + within;
         loop {
             match self.read(deadline).await? {
@@ -241,7 +278,7 @@ impl Ws {
     }
 
     /// The next message other than a keep-alive.
-    async fn next_json(&mut self) -> Value {
+    pub(crate) async fn next_json(&mut self) -> Value {
         match self.try_next_json(WAIT).await {
             Some(message) => message,
             None => panic!(
@@ -252,7 +289,7 @@ impl Ws {
     }
 
     /// The `data` of the next message, which must be a result for subscription `id`.
-    async fn next_data(&mut self, id: &str) -> Value {
+    pub(crate) async fn next_data(&mut self, id: &str) -> Value {
         let message = self.next_json().await;
         assert_eq!(
             message["type"],
@@ -270,7 +307,7 @@ impl Ws {
     /// The error codes of the next message, which must report that subscription `id`
     /// failed: in `graphql-transport-ws` an `error` message (which ends it, with no
     /// `complete`), in the older protocol a result with errors followed by `complete`.
-    async fn failure(&mut self, id: &str) -> Vec<String> {
+    pub(crate) async fn failure(&mut self, id: &str) -> Vec<String> {
         let message = self.next_json().await;
         assert_eq!(message["id"], id, "{message}");
         let errors = if self.protocol == TRANSPORT_WS {
@@ -311,7 +348,7 @@ impl Ws {
     /// The server takes a socket's messages in order and starts a subscription as soon
     /// as it has nothing more to read, so one sent before the ping is listening by the
     /// time anything done after the pong can announce an event.
-    async fn round_trip(&mut self) -> Vec<Value> {
+    pub(crate) async fn round_trip(&mut self) -> Vec<Value> {
         self.send(json!({ "type": "ping" })).await;
         let deadline = Instant::now() + WAIT;
         let mut before = Vec::new();
@@ -332,7 +369,7 @@ impl Ws {
     /// Panics unless the socket still answers, after having had the time to act on
     /// anything announced before the call: the first round trip lets the server get to
     /// pending announcements, the second shows it is still there afterwards.
-    async fn stays_open(&mut self) {
+    pub(crate) async fn stays_open(&mut self) {
         for _ in 0..2 {
             assert_eq!(self.round_trip().await, Vec::<Value>::new());
         }
@@ -340,7 +377,7 @@ impl Ws {
 
     /// The close code once the socket closes, or `None` when it ends without a close
     /// frame; panics if it stays open for `within`.
-    async fn close_code(&mut self, within: Duration) -> Option<u16> {
+    pub(crate) async fn close_code(&mut self, within: Duration) -> Option<u16> {
         let deadline = Instant::now() + within;
         loop {
             match self.read(deadline).await {
@@ -355,7 +392,7 @@ impl Ws {
     }
 
     /// The close code once the socket closes.
-    async fn closed(&mut self, within: Duration) -> u16 {
+    pub(crate) async fn closed(&mut self, within: Duration) -> u16 {
         let code = self.close_code(within).await;
         code.unwrap_or_else(|| {
             panic!(

@@ -5,14 +5,83 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Gql, PASSWORD, TestApp, TestDb};
+use crate::{
+    helpers::{Gql, PASSWORD, TestApp, TestDb},
+    limits::post_count,
+};
 
 crate::on_both_databases!(
     each_address_has_a_budget_of_credential_operations,
     failed_sign_ins_back_off_exponentially_until_one_succeeds,
     forwarded_addresses_count_only_from_trusted_proxies,
     an_account_pauses_after_a_hundred_failures_from_anywhere,
+    an_account_has_a_budget_of_writes_however_it_sends_them,
 );
+
+async fn an_account_has_a_budget_of_writes_however_it_sends_them(db: TestDb) {
+    let app = db
+        .spawn_with(|s| {
+            s.rate_limit = "on".into();
+            s.write_rate_per_minute = "6".into();
+            s.write_burst = "10".into();
+            s.max_aliases = "20".into();
+        })
+        .await;
+    let ada = app.signed_up("ada").await;
+    let bob = app.signed_up("bob").await;
+    // Fifteen posts in one request, through aliases: ten fit the budget.
+    let posts: String = (0..15)
+        .map(|i| format!("p{i}: createPost(input: {{ title: \"t{i}\", body: \"b\" }}) {{ id }} "))
+        .collect();
+    let res = app
+        .gql(
+            Some(&ada.access),
+            &format!("mutation {{ {posts} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    for i in 0..10 {
+        assert!(res.data(&format!("p{i}.id")).is_string(), "{}", res.body);
+    }
+    let errors = res.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 5, "{}", res.body);
+    for error in errors {
+        assert_eq!(error["extensions"]["code"], "RATE_LIMITED", "{error}");
+        let wait = error["extensions"]["retryAfter"].as_u64().unwrap();
+        assert!((1..=10).contains(&wait), "{error}");
+    }
+    // A batch of votes gets no further: refused as a whole, 429 with Retry-After.
+    let post = res.data("p0.id").as_str().unwrap().to_owned();
+    let vote = json!({
+        "query": "mutation($id: ID!) { votePost(id: $id) { voteCount } }",
+        "variables": { "id": post },
+    });
+    let batch = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&ada.access)
+        .json(&json!([vote, vote, vote]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 429);
+    assert!(batch.headers().contains_key("retry-after"));
+    let answers: serde_json::Value = batch.json().await.unwrap();
+    for answer in answers.as_array().unwrap() {
+        assert_eq!(answer["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    }
+    // Another account has a budget of its own, and a long post costs more of it: one
+    // for the write and one for every 4 KiB, so 41,000 characters cost the whole burst.
+    let long = |title: &str| json!({ "i": { "title": title, "body": "x".repeat(41_000) } });
+    let write = "mutation($i: CreatePostInput!) { createPost(input: $i) { id } }";
+    app.gql(Some(&bob.access), write, long("first")).await.ok();
+    let second = app.gql(Some(&bob.access), write, long("second")).await;
+    assert_eq!(second.code(), "RATE_LIMITED");
+    // What was refused was not written.
+    assert_eq!(post_count(&app, &ada.access).await, 10);
+    assert_eq!(post_count(&app, &bob.access).await, 1);
+}
 
 fn retry_after(res: &Gql) -> u64 {
     res.error()["extensions"]["retryAfter"].as_u64().unwrap()

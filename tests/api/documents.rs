@@ -1,0 +1,223 @@
+//! Documents built to cost far more than their size: fragment bombs, long chains of
+//! fragments, fragments that spread themselves. Each is refused at once, before any walk
+//! that would follow every spread, and the server keeps answering everyone else.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestDb;
+
+crate::on_both_databases!(
+    a_fragment_bomb_is_refused_at_once_and_the_server_keeps_answering,
+    a_long_chain_of_fragments_is_refused_and_the_server_survives,
+    selections_are_counted_with_fragments_expanded,
+    fragments_that_spread_themselves_or_go_unused_are_refused_by_name,
+);
+
+/// `query { ...F0 }` where each of `levels` fragments spreads the next one twice: 1.6 KB
+/// for forty levels, which expand to about three million million selections.
+fn bomb(levels: usize) -> String {
+    let mut text = String::from("query { ...F0 }");
+    for i in 0..levels {
+        text.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{next} ...F{next} }}",
+            next = i + 1
+        ));
+    }
+    text.push_str(&format!(" fragment F{levels} on Query {{ __typename }}"));
+    text
+}
+
+async fn post(client: &reqwest::Client, base: &str, query: &str) -> (u16, Value) {
+    let res = client
+        .post(format!("{base}/graphql"))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("the server answers");
+    (
+        res.status().as_u16(),
+        res.json().await.expect("a JSON body"),
+    )
+}
+
+async fn a_fragment_bomb_is_refused_at_once_and_the_server_keeps_answering(db: TestDb) {
+    // A process of its own: a bomb that pinned its worker threads would otherwise stall
+    // this test's own runtime too, and with it the timeout that fails the test.
+    drop(db.spawn().await);
+    let server = db.serve_process(&[]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Thirty levels: within the nesting allowed, a billion selections once expanded.
+    let text = bomb(30);
+    assert!(text.len() < 1300, "{} bytes", text.len());
+    // More bombs than the server has worker threads, sent anonymously, at once, with a
+    // health check among them.
+    let bombs = (0..4).map(|_| post(&client, &server.base, &text));
+    let health = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .expect("the health check is answered while the bombs are")
+            .status()
+            .as_u16()
+    };
+    let (answers, health) = futures::future::join(futures::future::join_all(bombs), health).await;
+    assert_eq!(health, 200);
+    for (status, body) in answers {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+            "{body}"
+        );
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert_eq!(
+            message,
+            "the document makes 3221225471 selections once its fragments are expanded; \
+             at most 2000 are allowed"
+        );
+        assert!(body.get("data").is_none_or(Value::is_null), "{body}");
+    }
+    // Forty levels, 1.6 KB, nest deeper than allowed and are refused for that.
+    let (_, body) = post(&client, &server.base, &bomb(40)).await;
+    refused_as_too_deep(&body);
+    let (_, body) = post(&client, &server.base, "{ __typename }").await;
+    assert_eq!(body, json!({ "data": { "__typename": "Query" } }));
+}
+
+fn refused_as_too_deep(body: &Value) {
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["message"],
+        "selections nest more than 32 levels deep, counting fragments"
+    );
+}
+
+async fn a_long_chain_of_fragments_is_refused_and_the_server_survives(db: TestDb) {
+    drop(db.spawn().await);
+    let mut server = db.serve_process(&[]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Ten thousand fragments, each spreading the next: a walk that follows them
+    // recursively goes ten thousand calls deep.
+    let mut text = String::from("{ ...F0 }");
+    for i in 0..10_000 {
+        text.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+    }
+    text.push_str(" fragment F10000 on Query { __typename }");
+    let (status, body) = post(&client, &server.base, &text).await;
+    assert_eq!(status, 200, "{body}");
+    refused_as_too_deep(&body);
+    let (_, body) = post(&client, &server.base, "{ __typename }").await;
+    assert_eq!(body, json!({ "data": { "__typename": "Query" } }));
+    assert!(server.running());
+}
+
+/// graphql-js's introspection query, as GraphiQL and most client tooling send it.
+const INTROSPECTION: &str = "query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name ofType { kind name ofType { kind name ofType { kind name ofType {
+    kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}";
+
+async fn selections_are_counted_with_fragments_expanded(db: TestDb) {
+    let app = db.spawn().await;
+    let t = app.signed_up("ada").await;
+    // The tooling's introspection query is well within the default.
+    let res = app.gql(None, INTROSPECTION, json!({})).await.ok();
+    assert_eq!(res.data("__schema.queryType.name"), "Query");
+
+    let limited = db.spawn_with(|s| s.max_selections = "50".into()).await;
+    // `me` and five fields, spread eight times: 1 + 8 × 6 = 49 selections.
+    let spread = |times: usize| {
+        format!(
+            "{{ me {{ {} }} }} fragment U on User {{ id username email role createdAt }}",
+            "...U ".repeat(times)
+        )
+    };
+    let res = limited
+        .gql(Some(&t.access), &spread(8), json!({}))
+        .await
+        .ok();
+    assert_eq!(res.data("me.username"), "ada");
+    let res = limited.gql(Some(&t.access), &spread(9), json!({})).await;
+    assert_eq!(res.code(), "GRAPHQL_VALIDATION_FAILED");
+    assert_eq!(
+        res.message(),
+        "the document makes 55 selections once its fragments are expanded; at most 50 are allowed"
+    );
+    assert!(res.body["data"].is_null());
+    // Refused before anything runs: a mutation past the limit writes nothing.
+    let many = format!(
+        "mutation {{ createPost(input: {{ title: \"t\", body: \"b\" }}) {{ id {} }} }}",
+        "title ".repeat(60)
+    );
+    let res = limited.gql(Some(&t.access), &many, json!({})).await;
+    assert_eq!(res.code(), "GRAPHQL_VALIDATION_FAILED");
+    let mine = limited
+        .gql(
+            Some(&t.access),
+            "{ me { posts { edges { cursor } } } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(mine.data("me.posts.edges"), &json!([]));
+}
+
+async fn fragments_that_spread_themselves_or_go_unused_are_refused_by_name(db: TestDb) {
+    let app = db.spawn().await;
+    let t = app.signed_up("ada").await;
+    let res = app
+        .gql(
+            Some(&t.access),
+            "{ me { ...A } } fragment A on User { id ...B } fragment B on User { ...A }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.code(), "GRAPHQL_VALIDATION_FAILED");
+    assert!(
+        res.message().starts_with("fragment \"")
+            && res
+                .message()
+                .ends_with("spreads itself, directly or through other fragments"),
+        "{}",
+        res.message()
+    );
+    let res = app
+        .gql(
+            Some(&t.access),
+            "{ me { id } } fragment Spare on User { username }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.code(), "GRAPHQL_VALIDATION_FAILED");
+    assert_eq!(res.message(), "fragment \"Spare\" is never used");
+}
