@@ -254,8 +254,8 @@ pub mod defaults {
     pub const MAX_COMPLEXITY: &str = "2000";
     /// `QUIRE_MAX_ALIASES`.
     pub const MAX_ALIASES: &str = "15";
-    /// `QUIRE_MAX_SELECTIONS`.
-    pub const MAX_SELECTIONS: &str = "2000";
+    /// `QUIRE_MAX_NODES`.
+    pub const MAX_NODES: &str = "4000";
     /// `QUIRE_MAX_SUBSCRIPTION_COMPLEXITY`.
     pub const MAX_SUBSCRIPTION_COMPLEXITY: &str = "200";
     /// `QUIRE_MAX_BODY`.
@@ -311,9 +311,9 @@ pub struct Limits {
     pub max_complexity: usize,
     /// The most aliased fields in one operation (`QUIRE_MAX_ALIASES`).
     pub max_aliases: usize,
-    /// The most selections a document makes once its fragments are expanded
-    /// (`QUIRE_MAX_SELECTIONS`).
-    pub max_selections: usize,
+    /// The most nodes (fields, fragment spreads, inline fragments, arguments, directives,
+    /// values) a document has once its fragments are expanded (`QUIRE_MAX_NODES`).
+    pub max_nodes: usize,
     /// The most a subscription may cost, since it runs again for every event
     /// (`QUIRE_MAX_SUBSCRIPTION_COMPLEXITY`).
     pub max_subscription_complexity: usize,
@@ -402,15 +402,16 @@ pub struct Settings {
     /// The most aliased fields in one operation
     #[arg(long, env = "QUIRE_MAX_ALIASES", default_value = defaults::MAX_ALIASES, global = true)]
     pub max_aliases: String,
-    /// The most selections (fields, fragment spreads, inline fragments) a document may make
-    /// once its fragments are expanded, each counted as often as it is spread
+    /// The most nodes (fields, fragment spreads, inline fragments, arguments, directives,
+    /// values) a document may have once its fragments are expanded, each fragment counted
+    /// as often as it is spread
     #[arg(
         long,
-        env = "QUIRE_MAX_SELECTIONS",
-        default_value = defaults::MAX_SELECTIONS,
+        env = "QUIRE_MAX_NODES",
+        default_value = defaults::MAX_NODES,
         global = true
     )]
-    pub max_selections: String,
+    pub max_nodes: String,
     /// The most a subscription may cost (as QUIRE_MAX_COMPLEXITY, but it runs for every
     /// event)
     #[arg(
@@ -649,7 +650,7 @@ impl fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("metrics", &self.metrics)
             .field("metrics_operations", &self.metrics_operations)
-            .field("max_selections", &self.max_selections)
+            .field("max_nodes", &self.max_nodes)
             .field(
                 "max_subscription_complexity",
                 &self.max_subscription_complexity,
@@ -697,7 +698,7 @@ impl Default for Settings {
             max_depth: defaults::MAX_DEPTH.to_owned(),
             max_complexity: defaults::MAX_COMPLEXITY.to_owned(),
             max_aliases: defaults::MAX_ALIASES.to_owned(),
-            max_selections: defaults::MAX_SELECTIONS.to_owned(),
+            max_nodes: defaults::MAX_NODES.to_owned(),
             max_subscription_complexity: defaults::MAX_SUBSCRIPTION_COMPLEXITY.to_owned(),
             max_body: defaults::MAX_BODY.to_owned(),
             max_batch: defaults::MAX_BATCH.to_owned(),
@@ -779,7 +780,7 @@ impl Config {
             max_depth: count("QUIRE_MAX_DEPTH", &s.max_depth, 1)?,
             max_complexity: count("QUIRE_MAX_COMPLEXITY", &s.max_complexity, 1)?,
             max_aliases: count("QUIRE_MAX_ALIASES", &s.max_aliases, 0)?,
-            max_selections: count("QUIRE_MAX_SELECTIONS", &s.max_selections, 1)?,
+            max_nodes: count("QUIRE_MAX_NODES", &s.max_nodes, 1)?,
             max_subscription_complexity: count(
                 "QUIRE_MAX_SUBSCRIPTION_COMPLEXITY",
                 &s.max_subscription_complexity,

@@ -65,8 +65,9 @@ pub fn metrics() -> PrometheusHandle {
 /// each costs memory and a share of every scrape.
 ///
 /// The names of trusted documents always have their own; of the others, the first
-/// `max` plain names (letters, digits and underscores, at most 64) seen. Any other name
-/// is counted as `other`, and an operation without a name as `anonymous`.
+/// `max` plain names (letters, digits and underscores, at most 64) of operations that ran
+/// without errors. Any other name is counted as `other`, and an operation without a name
+/// as `anonymous`.
 pub struct OperationNames {
     known: RwLock<HashSet<String>>,
     /// How many names besides the trusted ones may still be taken in.
@@ -82,8 +83,9 @@ impl OperationNames {
         }
     }
 
-    /// The label value for an operation named `name`.
-    pub fn label(&self, name: Option<&str>) -> String {
+    /// The label value for an operation named `name`, which ran without errors if `clean`:
+    /// only such an operation's name may take one of the places left.
+    pub fn label(&self, name: Option<&str>, clean: bool) -> String {
         let Some(name) = name else {
             return "anonymous".to_owned();
         };
@@ -99,6 +101,9 @@ impl OperationNames {
             .contains(name)
         {
             return name.to_owned();
+        }
+        if !clean || self.room.load(Ordering::Relaxed) == 0 {
+            return "other".to_owned();
         }
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         if known.contains(name) {

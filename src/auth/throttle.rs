@@ -7,9 +7,9 @@
 //! - Per account: after 100 consecutive failures, logins to it pause for 15 minutes
 //!   (NIST SP 800-63B), whatever the IP.
 //! - Per account: writes (posts and votes) draw from a token bucket (by default 60 a
-//!   minute, bursts of 30), a post costing one more for every 4 KiB of its text, so that
-//!   no account can fill the disk however it spreads its writes over aliases, batches and
-//!   connections.
+//!   minute, bursts of 30), a post costing one more for every 4 KiB of its text, so
+//!   that no one account can fill the disk however it spreads its writes over aliases,
+//!   batches and connections.
 //!
 //! The counts live behind [`Limiter`], kept in memory by [`MemoryLimiter`]; instances
 //! sharing a database can share a store by implementing it.

@@ -26,17 +26,30 @@ pub fn executed(response: &Response) -> bool {
     !matches!(response.data, Value::Null) || response.errors.iter().any(|e| !e.path.is_empty())
 }
 
+/// The most errors an answer from before execution lists. Validation reports every fault
+/// it finds, and a document can be written to hold one in every few bytes (seventy
+/// thousand unused variables fit in a megabyte, and their errors in ten); the rest are
+/// counted in one last error.
+pub const MAX_ERRORS: usize = 100;
+
 /// Codes the errors the executor raised itself: those before execution failed
 /// validation; any other uncoded error is unexpected, and labelled as such (resolvers
-/// return application errors, which carry their code already).
+/// return application errors, which carry their code already). Before execution, at most
+/// [`MAX_ERRORS`] are kept.
 pub fn finish(response: &mut Response, executed: bool) {
     let code = if executed {
         Code::InternalServerError.as_str()
     } else {
         VALIDATION_FAILED
     };
-    response.errors = std::mem::take(&mut response.errors)
-        .into_iter()
-        .map(|e| with_code(e, code))
-        .collect();
+    let mut errors = std::mem::take(&mut response.errors);
+    if !executed && errors.len() > MAX_ERRORS {
+        let left_out = errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+        errors.push(ServerError::new(
+            format!("{left_out} more errors like these were left out"),
+            None,
+        ));
+    }
+    response.errors = errors.into_iter().map(|e| with_code(e, code)).collect();
 }

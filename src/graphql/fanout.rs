@@ -170,7 +170,11 @@ async fn forward(mut source: BoxStream<'static, Response>, execution: Weak<Execu
         };
         let response = Arc::new(response);
         let mut latest = execution.latest.lock().unwrap_or_else(|e| e.into_inner());
-        *latest = Some(response.clone());
+        // Only a state is replayed: an error (a failed read) is news for those who were
+        // there, and would read to a newcomer as its subscription failing to start.
+        if !matches!(response.data, async_graphql::Value::Null) {
+            *latest = Some(response.clone());
+        }
         if let Some(sender) = &*execution.sender.lock().unwrap_or_else(|e| e.into_inner()) {
             // An error means every subscriber has just left.
             let _ = sender.send(response);

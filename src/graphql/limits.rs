@@ -8,8 +8,13 @@
 //! busy for ever. [`check`] measures the document as those walks would see it, but in time
 //! linear in its size (each fragment is measured once and its measure reused wherever it
 //! is spread), and refuses it before any of them runs when it has:
-//! - more than `max_selections` selections (fields, fragment spreads and inline
-//!   fragments, each fragment counted as often as it is spread), all operations together;
+//! - more than `max_nodes` nodes once its fragments are expanded, all operations together:
+//!   each field, fragment spread, inline fragment, argument, directive, variable
+//!   definition and value within an argument counts one (a string one more for every KiB),
+//!   each fragment as often as it is spread. The walks visit arguments and directives
+//!   wherever a fragment is spread, and validation compares the arguments of fields that
+//!   share a name, so those count as much as the fields do;
+//! - more than [`MAX_ARGUMENTS`] arguments on one field or directive;
 //! - more than `max_aliases` aliased fields in one operation, since aliases let one
 //!   request repeat a field many times over;
 //! - selections nested more than [`MAX_NESTING`] levels deep, a fragment spread or inline
@@ -17,7 +22,9 @@
 //!   bounds the recursion of this walk, so that a long chain of fragments cannot exhaust
 //!   the stack);
 //! - a fragment that spreads itself, directly or through others, or that no operation
-//!   uses: invalid GraphQL that validation would refuse too, but only after walking it.
+//!   uses: invalid GraphQL that validation would refuse too, but only after walking it;
+//! - more than [`MAX_DIRECTIVES`] directives on one field, fragment or operation: a
+//!   place may carry `@skip` and `@include`, and validation looks at every one.
 //!
 //! Depth and complexity proper are then async-graphql's checks (set up in
 //! [`super::schema`]); their walks are bounded by what this one allowed through.
@@ -25,9 +32,10 @@
 use std::collections::HashMap;
 
 use async_graphql::{
-    Name, Pos, ServerError,
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    Name, Pos, Positioned, ServerError,
+    parser::types::{Directive, ExecutableDocument, Selection, SelectionSet},
 };
+use async_graphql_value::Value;
 
 use super::error_codes::{VALIDATION_FAILED, with_code};
 
@@ -35,12 +43,20 @@ use super::error_codes::{VALIDATION_FAILED, with_code};
 /// recursion-depth check, which would refuse anything deeper later.
 pub const MAX_NESTING: usize = 32;
 
+/// The most directives one field, fragment spread, inline fragment, fragment or operation
+/// may carry.
+pub const MAX_DIRECTIVES: usize = 10;
+
+/// The most arguments one field or directive may take: validation compares the arguments
+/// of fields that share a name pairwise.
+pub const MAX_ARGUMENTS: usize = 16;
+
 /// What a document or one of its parts costs once its fragments are expanded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cost {
-    /// Fields, fragment spreads and inline fragments (saturating: a bomb's count would
-    /// overflow any integer).
-    selections: u64,
+    /// Nodes, as the module counts them (saturating: a bomb's count would overflow any
+    /// integer).
+    nodes: u64,
     /// Fields with an alias.
     aliases: u64,
     /// How many levels of selections nest below this one.
@@ -48,11 +64,9 @@ struct Cost {
 }
 
 impl Cost {
-    /// `self` and a selection whose own cost is `inner`, one level down.
-    fn add(&mut self, inner: Cost, alias: bool, nested: bool) {
-        self.selections = self
-            .selections
-            .saturating_add(inner.selections.saturating_add(1));
+    /// `self` and a selection of `own` nodes whose selections cost `inner`, one level down.
+    fn add(&mut self, inner: Cost, own: u64, alias: bool, nested: bool) {
+        self.nodes = self.nodes.saturating_add(inner.nodes.saturating_add(own));
         self.aliases = self
             .aliases
             .saturating_add(inner.aliases.saturating_add(u64::from(alias)));
@@ -63,11 +77,59 @@ impl Cost {
 /// Why a document is refused.
 #[derive(Debug, PartialEq, Eq)]
 enum Refusal {
-    Selections(u64),
+    Nodes(u64),
     Aliases(Pos),
     TooDeep(Pos),
+    Directives(Pos),
+    Arguments(Pos),
     Cycle(Name, Pos),
     Unused(Name, Pos),
+}
+
+/// The nodes of a value within an argument: one, and one more for every KiB of a string
+/// and for each item or entry of a list or object, with what they hold. (The parser
+/// bounds how deeply values nest.)
+fn value_nodes(value: &Value) -> u64 {
+    match value {
+        Value::String(text) => 1 + (text.len() / 1024) as u64,
+        Value::Binary(bytes) => 1 + (bytes.len() / 1024) as u64,
+        Value::List(items) => items
+            .iter()
+            .fold(1, |n, item| n.saturating_add(value_nodes(item))),
+        Value::Object(entries) => entries.values().fold(1, |n, item| {
+            n.saturating_add(1).saturating_add(value_nodes(item))
+        }),
+        _ => 1,
+    }
+}
+
+/// The nodes of one place's arguments and directives, which it carries at most
+/// [`MAX_ARGUMENTS`] and [`MAX_DIRECTIVES`] of.
+fn own_nodes(
+    arguments: &[(Positioned<Name>, Positioned<Value>)],
+    directives: &[Positioned<Directive>],
+    pos: Pos,
+) -> Result<u64, Refusal> {
+    if directives.len() > MAX_DIRECTIVES {
+        return Err(Refusal::Directives(pos));
+    }
+    let mut nodes = 1u64;
+    for (_, value) in arguments
+        .iter()
+        .chain(directives.iter().flat_map(|d| d.node.arguments.iter()))
+    {
+        nodes = nodes
+            .saturating_add(1)
+            .saturating_add(value_nodes(&value.node));
+    }
+    let too_many = arguments.len() > MAX_ARGUMENTS
+        || directives
+            .iter()
+            .any(|d| d.node.arguments.len() > MAX_ARGUMENTS);
+    if too_many {
+        return Err(Refusal::Arguments(pos));
+    }
+    Ok(nodes.saturating_add(directives.len() as u64))
 }
 
 /// A fragment being measured, or measured.
@@ -91,6 +153,7 @@ impl<'a> Walk<'a> {
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
+                    let own = own_nodes(&field.node.arguments, &field.node.directives, item.pos)?;
                     let children = &field.node.selection_set;
                     let nested = !children.node.items.is_empty();
                     let inner = if nested {
@@ -98,17 +161,19 @@ impl<'a> Walk<'a> {
                     } else {
                         Cost::default()
                     };
-                    cost.add(inner, field.node.alias.is_some(), nested);
+                    cost.add(inner, own, field.node.alias.is_some(), nested);
                 }
                 Selection::InlineFragment(inline) => {
+                    let own = own_nodes(&[], &inline.node.directives, item.pos)?;
                     let children = &inline.node.selection_set;
                     let inner = self.set(&children.node, level + 1, children.pos)?;
-                    cost.add(inner, false, true);
+                    cost.add(inner, own, false, true);
                 }
                 Selection::FragmentSpread(spread) => {
+                    let own = own_nodes(&[], &spread.node.directives, item.pos)?;
                     let inner =
                         self.fragment(&spread.node.fragment_name.node, level + 1, item.pos)?;
-                    cost.add(inner, false, true);
+                    cost.add(inner, own, false, true);
                 }
             }
         }
@@ -129,9 +194,12 @@ impl<'a> Walk<'a> {
                 let Some(fragment) = self.document.fragments.get(name) else {
                     return Ok(Cost::default());
                 };
+                let own = own_nodes(&[], &fragment.node.directives, fragment.pos)?;
                 self.fragments.insert(name.as_str(), Memo::Measuring);
                 let set = &fragment.node.selection_set;
-                let cost = self.set(&set.node, level, set.pos)?;
+                let mut cost = self.set(&set.node, level, set.pos)?;
+                // The definition's own directives, visited wherever it is spread.
+                cost.nodes = cost.nodes.saturating_add(own - 1);
                 self.fragments.insert(name.as_str(), Memo::Measured(cost));
                 Ok(cost)
             }
@@ -142,7 +210,7 @@ impl<'a> Walk<'a> {
 /// Measures `document`, and refuses it past the limits.
 fn measure(
     document: &ExecutableDocument,
-    max_selections: usize,
+    max_nodes: usize,
     max_aliases: usize,
 ) -> Result<Cost, Refusal> {
     let mut walk = Walk {
@@ -151,16 +219,29 @@ fn measure(
     };
     let mut total = Cost::default();
     for (_, operation) in document.operations.iter() {
+        // The operation's directives and variable definitions, not itself.
+        let mut own = own_nodes(&[], &operation.node.directives, operation.pos)? - 1;
+        for variable in &operation.node.variable_definitions {
+            own = own
+                .saturating_add(own_nodes(&[], &variable.node.directives, variable.pos)?)
+                .saturating_add(
+                    variable
+                        .node
+                        .default_value
+                        .as_ref()
+                        .map_or(0, |v| value_nodes(&v.node.clone().into_value())),
+                );
+        }
         let set = &operation.node.selection_set;
         let cost = walk.set(&set.node, 0, set.pos)?;
         if cost.aliases > max_aliases as u64 {
             return Err(Refusal::Aliases(operation.pos));
         }
-        total.selections = total.selections.saturating_add(cost.selections);
+        total.nodes = total.nodes.saturating_add(cost.nodes).saturating_add(own);
         total.aliases = total.aliases.max(cost.aliases);
         total.height = total.height.max(cost.height);
-        if total.selections > max_selections as u64 {
-            return Err(Refusal::Selections(total.selections));
+        if total.nodes > max_nodes as u64 {
+            return Err(Refusal::Nodes(total.nodes));
         }
     }
     if let Some((name, fragment)) = document
@@ -173,20 +254,21 @@ fn measure(
     Ok(total)
 }
 
-/// Refuses `document` when, its fragments expanded, it makes more than `max_selections`
-/// selections, or one of its operations more than `max_aliases` aliases; or when it nests
-/// too deeply, or holds a fragment that spreads itself or is never used.
+/// Refuses `document` when, its fragments expanded, it has more than `max_nodes` nodes,
+/// or one of its operations more than `max_aliases` aliases; or when it nests too deeply,
+/// has too many arguments or directives in one place, or holds a fragment that spreads
+/// itself or is never used.
 pub fn check(
     document: &ExecutableDocument,
-    max_selections: usize,
+    max_nodes: usize,
     max_aliases: usize,
 ) -> Result<(), ServerError> {
-    let (message, pos) = match measure(document, max_selections, max_aliases) {
+    let (message, pos) = match measure(document, max_nodes, max_aliases) {
         Ok(_) => return Ok(()),
-        Err(Refusal::Selections(n)) => (
+        Err(Refusal::Nodes(n)) => (
             format!(
-                "the document makes {n} selections once its fragments are expanded; \
-                 at most {max_selections} are allowed"
+                "the document has {n} nodes once its fragments are expanded; \
+                 at most {max_nodes} are allowed"
             ),
             Pos { line: 1, column: 1 },
         ),
@@ -196,6 +278,14 @@ pub fn check(
         ),
         Err(Refusal::TooDeep(pos)) => (
             format!("selections nest more than {MAX_NESTING} levels deep, counting fragments"),
+            pos,
+        ),
+        Err(Refusal::Directives(pos)) => (
+            format!("more than {MAX_DIRECTIVES} directives in one place"),
+            pos,
+        ),
+        Err(Refusal::Arguments(pos)) => (
+            format!("more than {MAX_ARGUMENTS} arguments in one place"),
             pos,
         ),
         Err(Refusal::Cycle(name, pos)) => (
@@ -235,7 +325,7 @@ mod tests {
     fn fragments_count_as_often_as_they_are_spread() {
         let c = cost("{ me { id a: id ...U ...U } } fragment U on User { b: username }").unwrap();
         // me, id, a, two spreads, and b twice.
-        assert_eq!(c.selections, 7);
+        assert_eq!(c.nodes, 7);
         assert_eq!(c.aliases, 3);
         assert_eq!(c.height, 2);
     }
@@ -245,13 +335,10 @@ mod tests {
         // Twenty levels doubling: about three million selections once expanded (each
         // level's two spreads and what they expand to, and the last level's field).
         let c = cost(&bomb(20, 2)).unwrap();
-        assert_eq!(c.selections, 3 * (1u64 << 20) - 1);
+        assert_eq!(c.nodes, 3 * (1u64 << 20) - 1);
         // Thirty levels of ten each would overflow; the count saturates instead.
         let document = parse_query(bomb(30, 10)).unwrap();
-        assert_eq!(
-            measure(&document, 2000, 15),
-            Err(Refusal::Selections(u64::MAX))
-        );
+        assert_eq!(measure(&document, 2000, 15), Err(Refusal::Nodes(u64::MAX)));
     }
 
     #[test]
@@ -281,6 +368,54 @@ mod tests {
         assert!(matches!(
             cost("{ me { id } } fragment A on Query { __typename }"),
             Err(Refusal::Unused(..))
+        ));
+    }
+
+    #[test]
+    fn directives_are_bounded_everywhere() {
+        let many = " @skip(if: false)".repeat(11);
+        for text in [
+            format!("{{ me{many} {{ id }} }}"),
+            format!("{{ me {{ ...U{many} }} }} fragment U on User {{ id }}"),
+            format!("{{ me {{ ... on User{many} {{ id }} }} }}"),
+            format!("{{ me {{ ...U }} }} fragment U on User{many} {{ id }}"),
+            format!("query Q{many} {{ me {{ id }} }}"),
+        ] {
+            assert!(matches!(cost(&text), Err(Refusal::Directives(_))), "{text}");
+        }
+        let ten = " @skip(if: false)".repeat(10);
+        assert!(cost(&format!("{{ me{ten} {{ id }} }}")).is_ok());
+    }
+
+    #[test]
+    fn arguments_directives_and_values_count_wherever_they_are_spread() {
+        // A field with two arguments (each one and its value one) and a directive with
+        // one argument (the directive one, the argument one, its value one): eight.
+        let c =
+            cost("{ posts(first: 5, after: \"c\") @include(if: true) { __typename } }").unwrap();
+        assert_eq!(c.nodes, 9);
+        // Lists and objects count their items and entries; a long string its KiB.
+        let long = "x".repeat(4096);
+        let c = cost(&format!(
+            "{{ f(a: [1, 2, 3], b: {{ c: 1, d: \"{long}\" }}) }}"
+        ))
+        .unwrap();
+        // f 1; a 1 + list 1 + 3; b 1 + object 1 + c (1 + 1) + d (1 + 1 + 4).
+        assert_eq!(c.nodes, 1 + 5 + 2 + 2 + 6);
+        // A fragment's arguments count each time it is spread.
+        let c = cost("{ me { ...U ...U } } fragment U on User { posts(first: 1) { __typename } }")
+            .unwrap();
+        assert_eq!(c.nodes, 1 + 2 * (1 + 3 + 1));
+        // Variable definitions count once, with their default values.
+        let c = cost("query($a: Int = 1, $b: [Int] = [1, 2]) { __typename }").unwrap();
+        assert_eq!(c.nodes, 1 + 2 + 4);
+        let many = (0..17)
+            .map(|i| format!("a{i}: 1"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(matches!(
+            cost(&format!("{{ f({many}) }}")),
+            Err(Refusal::Arguments(_))
         ));
     }
 

@@ -7,21 +7,23 @@ use async_graphql::Response;
 
 use crate::telemetry::OperationNames;
 
-/// Names the operation on the current span, for the log lines that follow, and returns
-/// its label for the metrics.
-pub fn name_span(names: &OperationNames, operation_name: Option<&str>) -> String {
-    let operation = names.label(operation_name);
-    tracing::Span::current().record("operation", operation.as_str());
-    operation
+/// Names the operation on the current span, for the log lines that follow: its name as
+/// the client gave it, up to 64 bytes.
+pub fn name_span(operation_name: Option<&str>) {
+    let name = operation_name.unwrap_or("anonymous");
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    tracing::Span::current().record("operation", &name[..end]);
 }
 
-/// Records one executed operation, started at `started`.
-pub fn record(operation: String, started: Instant, response: &Response) {
-    let outcome = if response.errors.is_empty() {
-        "ok"
-    } else {
-        "error"
-    };
+/// Records one executed operation named `name`, started at `started`, under its label in
+/// `names`.
+pub fn record(names: &OperationNames, name: Option<&str>, started: Instant, response: &Response) {
+    let clean = response.errors.is_empty();
+    let operation = names.label(name, clean);
+    let outcome = if clean { "ok" } else { "error" };
     ::metrics::counter!(
         "graphql_operations_total",
         "operation" => operation.clone(),

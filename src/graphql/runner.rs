@@ -40,7 +40,7 @@ pub struct Runner {
     operation_names: Arc<OperationNames>,
     /// The subscriptions' shared executions.
     fanout: Arc<Fanout>,
-    max_selections: usize,
+    max_nodes: usize,
     max_aliases: usize,
 }
 
@@ -84,7 +84,7 @@ impl Runner {
             )),
             documents,
             fanout: Arc::default(),
-            max_selections: limits.max_selections,
+            max_nodes: limits.max_nodes,
             max_aliases: limits.max_aliases,
         }
     }
@@ -109,11 +109,9 @@ impl Runner {
                 status: None,
             })?;
         // Before anything else walks the document: see `limits`.
-        limits::check(&document, self.max_selections, self.max_aliases).map_err(|error| {
-            Unrunnable {
-                error: Box::new(error),
-                status: None,
-            }
+        limits::check(&document, self.max_nodes, self.max_aliases).map_err(|error| Unrunnable {
+            error: Box::new(error),
+            status: None,
         })?;
         let (ty, name) = operation_type(
             &document,
@@ -138,7 +136,7 @@ impl Runner {
             register,
             ..
         } = ready;
-        let label = operations::name_span(&self.operation_names, name.as_deref());
+        operations::name_span(name.as_deref());
         // Only a text sent with its hash is kept, to be remembered if it proves valid.
         let register = register.map(|hash| (hash, request.query.clone()));
         let started = Instant::now();
@@ -150,7 +148,7 @@ impl Runner {
             if let Some((hash, text)) = register {
                 self.documents.remember(hash, &text);
             }
-            operations::record(label, started, &response);
+            operations::record(&self.operation_names, name.as_deref(), started, &response);
         }
         Ran { response, executed }
     }

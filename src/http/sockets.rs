@@ -7,13 +7,19 @@
 //! its credential is checked does it take a signed-in place (`QUIRE_MAX_WEBSOCKETS`) and
 //! one of its account's (`QUIRE_MAX_WEBSOCKETS_PER_USER`), giving its waiting place back.
 //! Anonymous sockets, which cost nothing to open, can then fill only the waiting places,
-//! and only their addresses' share of them; they never keep a signed-in user out. Each
-//! subscription also takes one of its account's places (`QUIRE_MAX_SUBSCRIPTIONS_PER_USER`)
-//! besides its connection's.
+//! and only their addresses' share of them. When every waiting place is taken, the
+//! socket that has waited longest gives its place up to the newcomer: a client that says
+//! who it is at once (within milliseconds, as clients do) keeps its place unless others
+//! arrive by the thousand within those milliseconds. Each subscription also takes one of
+//! its account's places (`QUIRE_MAX_SUBSCRIPTIONS_PER_USER`) besides its connection's.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    collections::VecDeque,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::counted::{Counted, Counts};
@@ -22,11 +28,31 @@ use crate::{auth::throttle::client_network, config::WebSockets};
 /// The places of one server.
 pub struct Sockets {
     limits: WebSockets,
-    pending: Arc<Semaphore>,
+    pending: Arc<Mutex<Waiting>>,
     signed_in: Arc<Semaphore>,
     addresses: Counts<IpAddr>,
     users: Counts<Uuid>,
     subscriptions: Counts<Uuid>,
+}
+
+/// The connections waiting for their `connection_init`, longest waiting first.
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    queue: VecDeque<(u64, Arc<Notify>)>,
+}
+
+/// A connection's waiting place; given back when dropped, unless it was given up.
+struct Ticket {
+    id: u64,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.queue.retain(|(id, _)| *id != self.id);
+    }
 }
 
 /// Why a connection found no place.
@@ -34,7 +60,7 @@ pub struct Sockets {
 pub enum Full {
     /// Its address has as many connections as it may.
     Address,
-    /// As many connections wait for their `connection_init` as may.
+    /// No connection may wait for its `connection_init` (none is served).
     Pending,
     /// Its account has as many connections as it may.
     User,
@@ -47,7 +73,7 @@ impl Full {
     pub fn reason(self) -> &'static str {
         match self {
             Full::Address => "too many WebSocket connections from this address",
-            Full::Pending => "too many WebSocket connections are starting; try later",
+            Full::Pending => "Try Again Later: too many WebSocket connections are starting",
             Full::User => "too many WebSocket connections for this account",
             Full::Server => "this server holds as many WebSocket connections as it may",
         }
@@ -57,8 +83,10 @@ impl Full {
 /// A connection's places, given back when it is dropped.
 pub struct Place {
     _address: Option<Counted<IpAddr>>,
-    pending: Option<OwnedSemaphorePermit>,
+    pending: Option<Ticket>,
     signed_in: Option<(OwnedSemaphorePermit, Counted<Uuid>)>,
+    /// Told when a newcomer takes the waiting place.
+    bumped: Arc<Notify>,
 }
 
 /// A signed-in connection's places, to move into its [`Place`].
@@ -70,6 +98,12 @@ impl Place {
         self.pending = None;
         self.signed_in = Some((places.0, places.1));
     }
+
+    /// Notified when a newcomer has taken this connection's waiting place: it is to
+    /// close, unless it signed in meanwhile.
+    pub fn bumped(&self) -> Arc<Notify> {
+        self.bumped.clone()
+    }
 }
 
 impl Sockets {
@@ -77,7 +111,7 @@ impl Sockets {
     pub fn new(limits: WebSockets) -> Self {
         Self {
             limits,
-            pending: Arc::new(Semaphore::new(limits.pending)),
+            pending: Arc::default(),
             signed_in: Arc::new(Semaphore::new(limits.max)),
             addresses: Counts::default(),
             users: Counts::default(),
@@ -95,15 +129,28 @@ impl Sockets {
             ),
             None => None,
         };
-        let pending = self
-            .pending
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Full::Pending)?;
+        if self.limits.pending == 0 {
+            return Err(Full::Pending);
+        }
+        let bumped = Arc::new(Notify::new());
+        let mut waiting = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.queue.len() >= self.limits.pending
+            && let Some((_, longest)) = waiting.queue.pop_front()
+        {
+            longest.notify_one();
+        }
+        waiting.next += 1;
+        let id = waiting.next;
+        waiting.queue.push_back((id, bumped.clone()));
+        drop(waiting);
         Ok(Place {
             _address: address,
-            pending: Some(pending),
+            pending: Some(Ticket {
+                id,
+                waiting: self.pending.clone(),
+            }),
             signed_in: None,
+            bumped,
         })
     }
 

@@ -328,6 +328,7 @@ async fn serve(
         tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(init_deadline);
+    let bumped = place.bumped();
     let mut accepted: Option<(Arc<Caller>, Uuid)> = None;
     let mut just_accepted = false;
 
@@ -413,6 +414,9 @@ async fn serve(
             }
             () = &mut init_deadline, if accepted.is_none() => {
                 break Some((4408, "Connection initialisation timeout".to_owned()));
+            }
+            () = bumped.notified(), if accepted.is_none() => {
+                break Some((1013, Full::Pending.reason().to_owned()));
             }
         }
     };

@@ -11,7 +11,9 @@ use crate::helpers::TestDb;
 crate::on_both_databases!(
     a_fragment_bomb_is_refused_at_once_and_the_server_keeps_answering,
     a_long_chain_of_fragments_is_refused_and_the_server_survives,
-    selections_are_counted_with_fragments_expanded,
+    nodes_are_counted_with_fragments_expanded,
+    arguments_spread_many_times_are_counted_each_time,
+    an_answer_lists_at_most_a_hundred_validation_errors,
     fragments_that_spread_themselves_or_go_unused_are_refused_by_name,
 );
 
@@ -51,7 +53,7 @@ async fn a_fragment_bomb_is_refused_at_once_and_the_server_keeps_answering(db: T
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    // Thirty levels: within the nesting allowed, a billion selections once expanded.
+    // Thirty levels: within the nesting allowed, billions of nodes once expanded.
     let text = bomb(30);
     assert!(text.len() < 1300, "{} bytes", text.len());
     // More bombs than the server has worker threads, sent anonymously, at once, with a
@@ -78,8 +80,8 @@ async fn a_fragment_bomb_is_refused_at_once_and_the_server_keeps_answering(db: T
         let message = body["errors"][0]["message"].as_str().unwrap();
         assert_eq!(
             message,
-            "the document makes 3221225471 selections once its fragments are expanded; \
-             at most 2000 are allowed"
+            "the document has 3221225471 nodes once its fragments are expanded; \
+             at most 4000 are allowed"
         );
         assert!(body.get("data").is_none_or(Value::is_null), "{body}");
     }
@@ -147,14 +149,14 @@ fragment TypeRef on __Type {
     kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }";
 
-async fn selections_are_counted_with_fragments_expanded(db: TestDb) {
+async fn nodes_are_counted_with_fragments_expanded(db: TestDb) {
     let app = db.spawn().await;
     let t = app.signed_up("ada").await;
     // The tooling's introspection query is well within the default.
     let res = app.gql(None, INTROSPECTION, json!({})).await.ok();
     assert_eq!(res.data("__schema.queryType.name"), "Query");
 
-    let limited = db.spawn_with(|s| s.max_selections = "50".into()).await;
+    let limited = db.spawn_with(|s| s.max_nodes = "50".into()).await;
     // `me` and five fields, spread eight times: 1 + 8 × 6 = 49 selections.
     let spread = |times: usize| {
         format!(
@@ -171,7 +173,7 @@ async fn selections_are_counted_with_fragments_expanded(db: TestDb) {
     assert_eq!(res.code(), "GRAPHQL_VALIDATION_FAILED");
     assert_eq!(
         res.message(),
-        "the document makes 55 selections once its fragments are expanded; at most 50 are allowed"
+        "the document has 55 nodes once its fragments are expanded; at most 50 are allowed"
     );
     assert!(res.body["data"].is_null());
     // Refused before anything runs: a mutation past the limit writes nothing.
@@ -190,6 +192,70 @@ async fn selections_are_counted_with_fragments_expanded(db: TestDb) {
         .await
         .ok();
     assert_eq!(mine.data("me.posts.edges"), &json!([]));
+}
+
+async fn arguments_spread_many_times_are_counted_each_time(db: TestDb) {
+    drop(db.spawn().await);
+    let server = db.serve_process(&[]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // One fragment whose two fields carry a long list each, spread 499 times: validation
+    // would compare the two lists, and walk them, once for every spread.
+    let list = vec!["1"; 100_000].join(",");
+    let text = format!(
+        "{{ {} }} fragment F on User {{ id(a: [{list}]) id(a: [{list}]) }}",
+        "me { ...F } ".repeat(499)
+    );
+    assert!(text.len() < 1_000_000, "{} bytes", text.len());
+    let (status, body) = post(&client, &server.base, &text).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the document has ") && message.ends_with("at most 4000 are allowed"),
+        "{message}"
+    );
+    // Many arguments on one field are refused however often it is spread.
+    let many = (0..40)
+        .map(|i| format!("a{i}: 1"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (_, body) = post(&client, &server.base, &format!("{{ me {{ id({many}) }} }}")).await;
+    assert_eq!(
+        body["errors"][0]["message"],
+        "more than 16 arguments in one place"
+    );
+    let (_, body) = post(&client, &server.base, "{ __typename }").await;
+    assert_eq!(body, json!({ "data": { "__typename": "Query" } }));
+}
+
+async fn an_answer_lists_at_most_a_hundred_validation_errors(db: TestDb) {
+    let app = db.spawn().await;
+    // 150 fields the schema does not have: an error for each.
+    let fields: String = (0..150).map(|i| format!("missing{i} ")).collect();
+    let res = app.gql(None, &format!("{{ {fields} }}"), json!({})).await;
+    let errors = res.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 101);
+    assert!(
+        errors[..100]
+            .iter()
+            .all(|e| e["message"].as_str().unwrap().contains("Unknown field")),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        errors[100]["message"],
+        "50 more errors like these were left out"
+    );
+    assert_eq!(
+        errors[100]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
 }
 
 async fn fragments_that_spread_themselves_or_go_unused_are_refused_by_name(db: TestDb) {

@@ -183,6 +183,22 @@ async fn anonymous_sockets_cannot_keep_signed_in_users_out(db: TestDb) {
         }
     }
     assert_eq!((anonymous.len(), refused), (10, 190));
+    // A hundred more from ten other addresses: every waiting place is taken, and each
+    // newcomer takes the place of the socket that has waited longest.
+    for i in 0..100u8 {
+        anonymous.push(
+            Ws::open_from(&app, [127, 0, 4, 1 + i / 10], None, &[])
+                .await
+                .expect("a waiting place, taken from the longest waiting"),
+        );
+    }
+    let mut bumped = 0;
+    for ws in anonymous.iter_mut().take(80) {
+        if ws.close_code(WAIT).await == Some(1013) {
+            bumped += 1;
+        }
+    }
+    assert_eq!(bumped, 80, "the 80 longest waiting gave their places up");
     // Sixty signed-in sockets from elsewhere all get in while they wait.
     let mut signed_in = Vec::new();
     for i in 0..60u8 {
