@@ -37,7 +37,9 @@ const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
 /// Where attempts are counted.
 pub trait Limiter: Send + Sync {
     /// Takes `cost` tokens from the bucket `key` (refilled at `per_minute`, holding at
-    /// most `burst`); `Err` holds how long until they are available.
+    /// most `burst`); `Err` holds how long until they are available. A cost above the
+    /// burst is taken once the bucket is full, and leaves it owing the rest: what is taken
+    /// over time never exceeds the refill, however large each cost.
     fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration>;
     /// The consecutive failures recorded for `key`, and when the last one was.
     fn failures(&self, key: &str) -> (u32, Option<Instant>);
@@ -89,24 +91,29 @@ impl<V> Pruned<V> {
 impl Limiter for MemoryLimiter {
     fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration> {
         let now = Instant::now();
-        let cost = f64::from(cost.min(burst));
+        let cost = f64::from(cost);
         let rate = f64::from(per_minute.max(1)) / 60.0;
-        let refill = Duration::from_secs_f64(f64::from(burst) / rate);
+        let full = f64::from(burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        buckets.prune_if_large(|(_, at, refill)| at.elapsed() < *refill);
-        let (tokens, at, _) =
+        buckets.prune_if_large(|(_, at, until_full)| at.elapsed() < *until_full);
+        let (tokens, at, until_full) =
             buckets
                 .map
                 .entry(key.to_owned())
-                .or_insert((f64::from(burst), now, refill));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(f64::from(burst));
+                .or_insert((full, now, Duration::ZERO));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(full);
         *at = now;
-        if *tokens >= cost {
+        // A cost the bucket can never hold needs it full, and then takes it into debt.
+        let needed = cost.min(full);
+        let taken = if *tokens >= needed {
             *tokens -= cost;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((cost - *tokens) / rate))
-        }
+            Err(Duration::from_secs_f64((needed - *tokens) / rate))
+        };
+        // Kept until it would be full again (a debt included), and no longer.
+        *until_full = Duration::from_secs_f64((full - *tokens) / rate);
+        taken
     }
 
     fn failures(&self, key: &str) -> (u32, Option<Instant>) {
@@ -311,9 +318,11 @@ mod tests {
         // One token left: a take of two waits for one more, a second at 60 a minute.
         let wait = l.take("k", 2, 60, 3).unwrap_err();
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
-        // A cost above the burst costs the whole burst, so that it can ever succeed.
+        // A cost above the burst is taken from a full bucket, and the rest is owed: the
+        // next token comes only once the debt (7 tokens) is paid, seven seconds later.
         assert!(l.take("big", 10, 60, 3).is_ok());
-        assert!(l.take("big", 1, 60, 3).is_err());
+        let wait = l.take("big", 1, 60, 3).unwrap_err();
+        assert!(wait > Duration::from_millis(7900) && wait <= Duration::from_secs(8));
     }
 
     #[test]

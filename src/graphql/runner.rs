@@ -100,6 +100,11 @@ impl Runner {
                 ..Unrunnable::new(refusal.code(), refusal.message())
             })?;
         request.query = resolved.query;
+        // Before the parser sees it, and before anything else walks it: see `limits`.
+        limits::check_text(&request.query).map_err(|error| Unrunnable {
+            error: Box::new(error),
+            status: None,
+        })?;
         // Parsed once for the executor, and kept to put the response's fields in order.
         let document = request
             .parsed_query()
@@ -108,7 +113,6 @@ impl Runner {
                 error: Box::new(error_codes::with_code(error, error_codes::PARSE_FAILED)),
                 status: None,
             })?;
-        // Before anything else walks the document: see `limits`.
         limits::check(&document, self.max_nodes, self.max_aliases).map_err(|error| Unrunnable {
             error: Box::new(error),
             status: None,

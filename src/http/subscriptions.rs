@@ -66,6 +66,12 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// that proxies keep it open and clients know the server is there; a peer that has sent
 /// nothing, not even a pong, for four of these is taken for gone.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// The longest message a client may send: a subscription's document and variables, or
+/// the credentials of `connection_init`. Every subscription keeps its own for as long as
+/// it runs.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// The longest subscription id, which every message of the subscription repeats.
+const MAX_ID: usize = 128;
 /// How often a socket's credential is checked again without being told to.
 const RECHECK: Duration = Duration::from_secs(60);
 /// How long a message may wait for the client to take it before the client is taken
@@ -149,13 +155,12 @@ pub async fn upgrade(state: AppState, upgrade: WebSocketUpgrade, parts: &Parts) 
             return response;
         }
     };
-    let max = state.config.limits.max_body;
     // The connection's log lines and statements belong to the request that opened it.
     let span = tracing::Span::current();
     upgrade
         .protocols([protocol.sec_websocket_protocol()])
-        .max_message_size(max)
-        .max_frame_size(max)
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| {
             serve(state, socket, protocol, fallback, client, place).instrument(span)
         })
@@ -373,10 +378,8 @@ async fn serve(
                     // Ended: the client left, or the legacy protocol refused the
                     // connection after saying why.
                     None => {
-                        let duplicate = ids.lock().unwrap_or_else(|e| e.into_inner()).duplicate.take();
-                        break refusal(&init).or_else(|| {
-                            duplicate.map(|id| (4409, format!("Subscriber for {id} already exists")))
-                        });
+                        let ended = ids.lock().unwrap_or_else(|e| e.into_inner()).ended.take();
+                        break refusal(&init).or(ended);
                     }
                 }
             }
@@ -459,8 +462,9 @@ struct Ids {
     started: std::collections::HashSet<String>,
     /// Subscriptions whose first message was an error, and so must not be completed.
     failed: std::collections::HashSet<String>,
-    /// The id of a subscription sent twice, once one has been.
-    duplicate: Option<String>,
+    /// Why the client's last message ends the connection: a subscription sent twice, or
+    /// an id too long.
+    ended: Option<(u16, String)>,
 }
 
 /// The `type` and `id` of a protocol message.
@@ -472,18 +476,23 @@ struct Envelope {
 }
 
 impl Ids {
-    /// Notes a message from the client; false for a subscription under the id of one
-    /// still running, which ends the connection.
+    /// Notes a message from the client; false for one that ends the connection: an id
+    /// longer than [`MAX_ID`] (every message of the subscription repeats it), or a
+    /// subscription under the id of one still running.
     fn incoming(&mut self, protocol: WebSocketProtocols, bytes: &[u8]) -> bool {
-        if protocol != WebSocketProtocols::GraphQLWS {
-            return true;
-        }
         let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_slice::<Envelope>(bytes) else {
             return true;
         };
+        if id.len() > MAX_ID {
+            self.ended = Some((4400, format!("ids may be at most {MAX_ID} bytes long")));
+            return false;
+        }
+        if protocol != WebSocketProtocols::GraphQLWS {
+            return true;
+        }
         match kind.as_str() {
             "subscribe" if !self.running.insert(id.clone()) => {
-                self.duplicate = Some(id);
+                self.ended = Some((4409, format!("Subscriber for {id} already exists")));
                 false
             }
             "complete" => {

@@ -14,6 +14,8 @@ crate::on_both_databases!(
     nodes_are_counted_with_fragments_expanded,
     arguments_spread_many_times_are_counted_each_time,
     an_answer_lists_at_most_a_hundred_validation_errors,
+    deeply_nested_values_are_refused_before_they_are_parsed,
+    a_conflict_reached_from_many_places_is_reported_once,
     fragments_that_spread_themselves_or_go_unused_are_refused_by_name,
 );
 
@@ -232,6 +234,95 @@ async fn arguments_spread_many_times_are_counted_each_time(db: TestDb) {
     );
     let (_, body) = post(&client, &server.base, "{ __typename }").await;
     assert_eq!(body, json!({ "data": { "__typename": "Query" } }));
+}
+
+async fn deeply_nested_values_are_refused_before_they_are_parsed(db: TestDb) {
+    drop(db.spawn().await);
+    let mut server = db.serve_process(&[]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // 3 KB of brackets: a parser that descends into each by calling itself overflows its
+    // thread's stack, and the process dies.
+    let nested = |open: &str, close: &str| {
+        format!(
+            "{{ post(id: {}1{}) {{ id }} }}",
+            open.repeat(2000),
+            close.repeat(2000)
+        )
+    };
+    for text in [nested("[", "]"), nested("{a: ", "}")] {
+        let (status, body) = post(&client, &server.base, &text).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "GRAPHQL_PARSE_FAILED"
+        );
+        assert_eq!(
+            body["errors"][0]["message"],
+            "brackets nest more than 64 levels deep"
+        );
+    }
+    // In a URL too.
+    let res = client
+        .get(format!("{}/graphql", server.base))
+        .query(&[("query", nested("[", "]"))])
+        .send()
+        .await
+        .expect("the server answers");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "GRAPHQL_PARSE_FAILED"
+    );
+    // And names that would be repeated in every error about them.
+    let (_, body) = post(&client, &server.base, &format!("{{ {} }}", "a".repeat(300))).await;
+    assert_eq!(
+        body["errors"][0]["message"],
+        "a name or number is longer than 256 characters"
+    );
+    let (_, body) = post(&client, &server.base, "{ __typename }").await;
+    assert_eq!(body, json!({ "data": { "__typename": "Query" } }));
+    assert!(server.running());
+}
+
+async fn a_conflict_reached_from_many_places_is_reported_once(db: TestDb) {
+    drop(db.spawn().await);
+    let server = db.serve_process(&[]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Two fields that conflict, in a fragment reached through thirty levels of inline
+    // fragments from a hundred places: validation would report the conflict from each
+    // of three thousand selection sets.
+    let chain = format!("{}...F{}", "... { ".repeat(30), " }".repeat(30));
+    let text = format!(
+        "{{ {} }} fragment F on Query {{ posts(first: 1) {{ __typename }} \
+         posts(first: 2) {{ __typename }} }}",
+        vec![chain; 100].join(" ")
+    );
+    let (status, body) = post(&client, &server.base, &text).await;
+    assert_eq!(status, 200);
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("fields \"posts\" conflict"),
+        "{body}"
+    );
+    // Fields that agree pass, however many places reach them (and the query runs: it
+    // needs a signed-in caller).
+    let agreeing = text.replace("posts(first: 2)", "posts(first: 1)");
+    let (_, body) = post(&client, &server.base, &agreeing).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{body}"
+    );
 }
 
 async fn an_answer_lists_at_most_a_hundred_validation_errors(db: TestDb) {

@@ -19,6 +19,7 @@ crate::on_both_databases!(
     anonymous_sockets_cannot_keep_signed_in_users_out,
     one_account_cannot_hold_every_socket,
     a_subscriber_that_stops_reading_is_dropped,
+    long_ids_and_large_messages_end_the_connection,
 );
 
 /// A selection that reads the database for every event: the author, and their posts.
@@ -244,6 +245,32 @@ async fn one_account_cannot_hold_every_socket(db: TestDb) {
     sign_in_from(&app, [127, 0, 2, 9], &ada.access)
         .await
         .expect("a freed place");
+}
+
+async fn long_ids_and_large_messages_end_the_connection(db: TestDb) {
+    let app = db.spawn().await;
+    let ada = app.signed_up("ada").await;
+    // Every message of a subscription repeats its id: at most 128 bytes.
+    let mut ws = Ws::signed_in(&app, &ada.access).await;
+    ws.subscribe(&"i".repeat(128), POST_CREATED, json!({}))
+        .await;
+    assert_eq!(ws.round_trip().await, Vec::<Value>::new());
+    ws.subscribe(&"i".repeat(129), POST_CREATED, json!({}))
+        .await;
+    assert_eq!(ws.closed(WAIT).await, 4400);
+    // A subscription's document and variables, kept while it runs: at most 64 KiB.
+    let mut ws = Ws::signed_in(&app, &ada.access).await;
+    let padding = " ".repeat(64 * 1024);
+    ws.subscribe(
+        "big",
+        &format!("subscription {{ postCreated {{ id }} }}{padding}"),
+        json!({}),
+    )
+    .await;
+    assert!(matches!(
+        ws.read(tokio::time::Instant::now() + WAIT).await,
+        Some(crate::subscriptions::Incoming::Closed(_))
+    ));
 }
 
 async fn a_subscriber_that_stops_reading_is_dropped(db: TestDb) {

@@ -78,6 +78,17 @@ async fn an_account_has_a_budget_of_writes_however_it_sends_them(db: TestDb) {
     app.gql(Some(&bob.access), write, long("first")).await.ok();
     let second = app.gql(Some(&bob.access), write, long("second")).await;
     assert_eq!(second.code(), "RATE_LIMITED");
+    // Four-byte characters cost by the byte: 41,000 of them (160 KiB) cost 41, taken
+    // from the full bucket of 10 with 31 owed. At 6 a minute, the debt and one more
+    // token take 320 seconds to come.
+    let carol = app.signed_up("carol").await;
+    let wide = json!({ "i": { "title": "wide", "body": "😀".repeat(41_000) } });
+    app.gql(Some(&carol.access), write, wide).await.ok();
+    let short = json!({ "i": { "title": "next", "body": "short" } });
+    let next = app.gql(Some(&carol.access), write, short).await;
+    assert_eq!(next.code(), "RATE_LIMITED");
+    let wait = next.error()["extensions"]["retryAfter"].as_u64().unwrap();
+    assert!((300..=330).contains(&wait), "{}", next.body);
     // What was refused was not written.
     assert_eq!(post_count(&app, &ada.access).await, 10);
     assert_eq!(post_count(&app, &bob.access).await, 1);

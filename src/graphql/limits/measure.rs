@@ -1,59 +1,20 @@
-//! Refuses documents that would cost too much, before anything else walks them.
-//!
-//! async-graphql 7.2's own walks of a document (its recursion-depth check before
-//! validation, the depth and complexity visitors of validation, the ordering of response
-//! fields here) follow every fragment spread into the fragment, each time it is spread. A
-//! fragment that spreads another twice, which spreads another twice, and so on, doubles
-//! that work with every level: forty levels fit in 1.6 KB and would keep a worker thread
-//! busy for ever. [`check`] measures the document as those walks would see it, but in time
-//! linear in its size (each fragment is measured once and its measure reused wherever it
-//! is spread), and refuses it before any of them runs when it has:
-//! - more than `max_nodes` nodes once its fragments are expanded, all operations together:
-//!   each field, fragment spread, inline fragment, argument, directive, variable
-//!   definition and value within an argument counts one (a string one more for every KiB),
-//!   each fragment as often as it is spread. The walks visit arguments and directives
-//!   wherever a fragment is spread, and validation compares the arguments of fields that
-//!   share a name, so those count as much as the fields do;
-//! - more than [`MAX_ARGUMENTS`] arguments on one field or directive;
-//! - more than `max_aliases` aliased fields in one operation, since aliases let one
-//!   request repeat a field many times over;
-//! - selections nested more than [`MAX_NESTING`] levels deep, a fragment spread or inline
-//!   fragment counting as a level, as async-graphql's own check counts them (which also
-//!   bounds the recursion of this walk, so that a long chain of fragments cannot exhaust
-//!   the stack);
-//! - a fragment that spreads itself, directly or through others, or that no operation
-//!   uses: invalid GraphQL that validation would refuse too, but only after walking it;
-//! - more than [`MAX_DIRECTIVES`] directives on one field, fragment or operation: a
-//!   place may carry `@skip` and `@include`, and validation looks at every one.
-//!
-//! Depth and complexity proper are then async-graphql's checks (set up in
-//! [`super::schema`]); their walks are bounded by what this one allowed through.
+//! Measuring a document as the walks that follow every fragment spread would see it, in
+//! time linear in its size: each fragment is measured once, and its measure reused
+//! wherever it is spread. See [`super`] for what is counted and why.
 
 use std::collections::HashMap;
 
 use async_graphql::{
-    Name, Pos, Positioned, ServerError,
+    Name, Pos, Positioned,
     parser::types::{Directive, ExecutableDocument, Selection, SelectionSet},
 };
 use async_graphql_value::Value;
 
-use super::error_codes::{VALIDATION_FAILED, with_code};
-
-/// How deeply selections may nest, counting fragments: async-graphql's default for its own
-/// recursion-depth check, which would refuse anything deeper later.
-pub const MAX_NESTING: usize = 32;
-
-/// The most directives one field, fragment spread, inline fragment, fragment or operation
-/// may carry.
-pub const MAX_DIRECTIVES: usize = 10;
-
-/// The most arguments one field or directive may take: validation compares the arguments
-/// of fields that share a name pairwise.
-pub const MAX_ARGUMENTS: usize = 16;
+use super::{MAX_ARGUMENTS, MAX_DIRECTIVES, MAX_NESTING, Refusal};
 
 /// What a document or one of its parts costs once its fragments are expanded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Cost {
+pub(super) struct Cost {
     /// Nodes, as the module counts them (saturating: a bomb's count would overflow any
     /// integer).
     nodes: u64,
@@ -74,21 +35,9 @@ impl Cost {
     }
 }
 
-/// Why a document is refused.
-#[derive(Debug, PartialEq, Eq)]
-enum Refusal {
-    Nodes(u64),
-    Aliases(Pos),
-    TooDeep(Pos),
-    Directives(Pos),
-    Arguments(Pos),
-    Cycle(Name, Pos),
-    Unused(Name, Pos),
-}
-
 /// The nodes of a value within an argument: one, and one more for every KiB of a string
-/// and for each item or entry of a list or object, with what they hold. (The parser
-/// bounds how deeply values nest.)
+/// and for each item or entry of a list or object, with what they hold. (The text was
+/// checked for how deeply its brackets nest before it was parsed.)
 fn value_nodes(value: &Value) -> u64 {
     match value {
         Value::String(text) => 1 + (text.len() / 1024) as u64,
@@ -208,7 +157,7 @@ impl<'a> Walk<'a> {
 }
 
 /// Measures `document`, and refuses it past the limits.
-fn measure(
+pub(super) fn measure(
     document: &ExecutableDocument,
     max_nodes: usize,
     max_aliases: usize,
@@ -252,52 +201,6 @@ fn measure(
         return Err(Refusal::Unused(name.clone(), fragment.pos));
     }
     Ok(total)
-}
-
-/// Refuses `document` when, its fragments expanded, it has more than `max_nodes` nodes,
-/// or one of its operations more than `max_aliases` aliases; or when it nests too deeply,
-/// has too many arguments or directives in one place, or holds a fragment that spreads
-/// itself or is never used.
-pub fn check(
-    document: &ExecutableDocument,
-    max_nodes: usize,
-    max_aliases: usize,
-) -> Result<(), ServerError> {
-    let (message, pos) = match measure(document, max_nodes, max_aliases) {
-        Ok(_) => return Ok(()),
-        Err(Refusal::Nodes(n)) => (
-            format!(
-                "the document has {n} nodes once its fragments are expanded; \
-                 at most {max_nodes} are allowed"
-            ),
-            Pos { line: 1, column: 1 },
-        ),
-        Err(Refusal::Aliases(pos)) => (
-            format!("the operation uses more than {max_aliases} aliases, the most allowed"),
-            pos,
-        ),
-        Err(Refusal::TooDeep(pos)) => (
-            format!("selections nest more than {MAX_NESTING} levels deep, counting fragments"),
-            pos,
-        ),
-        Err(Refusal::Directives(pos)) => (
-            format!("more than {MAX_DIRECTIVES} directives in one place"),
-            pos,
-        ),
-        Err(Refusal::Arguments(pos)) => (
-            format!("more than {MAX_ARGUMENTS} arguments in one place"),
-            pos,
-        ),
-        Err(Refusal::Cycle(name, pos)) => (
-            format!("fragment \"{name}\" spreads itself, directly or through other fragments"),
-            pos,
-        ),
-        Err(Refusal::Unused(name, pos)) => (format!("fragment \"{name}\" is never used"), pos),
-    };
-    Err(with_code(
-        ServerError::new(message, Some(pos)),
-        VALIDATION_FAILED,
-    ))
 }
 
 #[cfg(test)]

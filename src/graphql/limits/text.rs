@@ -1,0 +1,118 @@
+//! Looking at a document's text before it is parsed.
+//!
+//! async-graphql-parser 7.2 bounds how deeply selection sets nest, but not lists and
+//! objects within arguments: it descends into each by calling itself, so a value nested a
+//! couple of thousand levels deep (`[[[[…]]]]`, 3 KB) overflows a worker thread's stack
+//! and aborts the process. [`scan`] goes through the text once, skipping strings and
+//! comments, and refuses brackets nested more than [`super::MAX_BRACKETS`] deep, and
+//! names or numbers longer than [`super::MAX_NAME`] (a name is repeated in every error
+//! that speaks of it).
+
+use super::{MAX_BRACKETS, MAX_NAME, Refusal};
+
+/// Refuses `text` when its brackets nest too deeply or a name or number is too long; the
+/// refusal holds the byte offset at fault.
+pub(super) fn scan(text: &str) -> Result<(), Refusal> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut word = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            word += 1;
+            if word > MAX_NAME {
+                return Err(Refusal::LongName(i));
+            }
+            i += 1;
+            continue;
+        }
+        word = 0;
+        match b {
+            b'#' => {
+                // A comment runs to the end of the line.
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                // A block string: only `\"""` does not end it.
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 3;
+                continue;
+            }
+            b'"' => {
+                // A string ends at its closing quote, or (invalid) at the end of the line.
+                i += 1;
+                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n' | b'\r') {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_BRACKETS {
+                    return Err(Refusal::Brackets(i));
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_brackets_are_refused_wherever_they_are() {
+        let list = format!(
+            "{{ post(id: {}1{}) {{ id }} }}",
+            "[".repeat(70),
+            "]".repeat(70)
+        );
+        assert!(matches!(scan(&list), Err(Refusal::Brackets(_))));
+        let object = format!("{{ f(a: {}1{}) }}", "{a: ".repeat(70), "}".repeat(70));
+        assert!(matches!(scan(&object), Err(Refusal::Brackets(_))));
+        let fine = format!("{{ f(a: {}1{}) }}", "[".repeat(20), "]".repeat(20));
+        assert_eq!(scan(&fine), Ok(()));
+    }
+
+    #[test]
+    fn brackets_in_strings_and_comments_do_not_count() {
+        let many = "[".repeat(500);
+        for text in [
+            format!("{{ f(a: \"{many}\") }}"),
+            format!("{{ f(a: \"\"\"{many} \\\"\"\" {many}\"\"\") }}"),
+            format!("{{ f # {many}\n }}"),
+            format!("{{ f(a: \"escaped \\\" {many}\") }}"),
+        ] {
+            assert_eq!(scan(&text), Ok(()), "{text}");
+        }
+    }
+
+    #[test]
+    fn long_names_and_numbers_are_refused() {
+        let name = "a".repeat(MAX_NAME + 1);
+        assert!(matches!(
+            scan(&format!("{{ {name} }}")),
+            Err(Refusal::LongName(_))
+        ));
+        let number = "9".repeat(MAX_NAME + 1);
+        assert!(matches!(
+            scan(&format!("{{ f(a: {number}) }}")),
+            Err(Refusal::LongName(_))
+        ));
+        let long_string = "a".repeat(10 * MAX_NAME);
+        assert_eq!(scan(&format!("{{ f(a: \"{long_string}\") }}")), Ok(()));
+    }
+}
