@@ -113,7 +113,13 @@ impl Runner {
                 error: Box::new(error_codes::with_code(error, error_codes::PARSE_FAILED)),
                 status: None,
             })?;
-        limits::check(&document, self.max_nodes, self.max_aliases).map_err(|error| Unrunnable {
+        limits::check(
+            &document,
+            &request.variables,
+            self.max_nodes,
+            self.max_aliases,
+        )
+        .map_err(|error| Unrunnable {
             error: Box::new(error),
             status: None,
         })?;

@@ -8,7 +8,7 @@ use async_graphql::{
     Name, Pos, Positioned,
     parser::types::{Directive, ExecutableDocument, Selection, SelectionSet},
 };
-use async_graphql_value::Value;
+use async_graphql_value::{ConstValue, Value};
 
 use super::{MAX_ARGUMENTS, MAX_DIRECTIVES, MAX_NESTING, Refusal};
 
@@ -35,18 +35,40 @@ impl Cost {
     }
 }
 
+/// The nodes of each variable's value, as sent or by default: validation and execution
+/// copy it into every place it is used.
+type Variables<'a> = HashMap<&'a str, u64>;
+
 /// The nodes of a value within an argument: one, and one more for every KiB of a string
-/// and for each item or entry of a list or object, with what they hold. (The text was
-/// checked for how deeply its brackets nest before it was parsed.)
-fn value_nodes(value: &Value) -> u64 {
+/// and for each item or entry of a list or object, with what they hold; a variable
+/// counts its value's. (The text was checked for how deeply its brackets nest before it
+/// was parsed, and JSON variables nest at most 128 deep.)
+fn value_nodes(value: &Value, variables: &Variables<'_>) -> u64 {
     match value {
+        Value::Variable(name) => variables.get(name.as_str()).copied().unwrap_or(1),
         Value::String(text) => 1 + (text.len() / 1024) as u64,
         Value::Binary(bytes) => 1 + (bytes.len() / 1024) as u64,
         Value::List(items) => items
             .iter()
-            .fold(1, |n, item| n.saturating_add(value_nodes(item))),
+            .fold(1, |n, item| n.saturating_add(value_nodes(item, variables))),
         Value::Object(entries) => entries.values().fold(1, |n, item| {
-            n.saturating_add(1).saturating_add(value_nodes(item))
+            n.saturating_add(1)
+                .saturating_add(value_nodes(item, variables))
+        }),
+        _ => 1,
+    }
+}
+
+/// [`value_nodes`] of a value without variables.
+fn const_nodes(value: &ConstValue) -> u64 {
+    match value {
+        ConstValue::String(text) => 1 + (text.len() / 1024) as u64,
+        ConstValue::Binary(bytes) => 1 + (bytes.len() / 1024) as u64,
+        ConstValue::List(items) => items
+            .iter()
+            .fold(1, |n, item| n.saturating_add(const_nodes(item))),
+        ConstValue::Object(entries) => entries.values().fold(1, |n, item| {
+            n.saturating_add(1).saturating_add(const_nodes(item))
         }),
         _ => 1,
     }
@@ -57,6 +79,7 @@ fn value_nodes(value: &Value) -> u64 {
 fn own_nodes(
     arguments: &[(Positioned<Name>, Positioned<Value>)],
     directives: &[Positioned<Directive>],
+    variables: &Variables<'_>,
     pos: Pos,
 ) -> Result<u64, Refusal> {
     if directives.len() > MAX_DIRECTIVES {
@@ -69,7 +92,7 @@ fn own_nodes(
     {
         nodes = nodes
             .saturating_add(1)
-            .saturating_add(value_nodes(&value.node));
+            .saturating_add(value_nodes(&value.node, variables));
     }
     let too_many = arguments.len() > MAX_ARGUMENTS
         || directives
@@ -89,6 +112,7 @@ enum Memo {
 
 struct Walk<'a> {
     document: &'a ExecutableDocument,
+    variables: Variables<'a>,
     fragments: HashMap<&'a str, Memo>,
 }
 
@@ -102,7 +126,12 @@ impl<'a> Walk<'a> {
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
-                    let own = own_nodes(&field.node.arguments, &field.node.directives, item.pos)?;
+                    let own = own_nodes(
+                        &field.node.arguments,
+                        &field.node.directives,
+                        &self.variables,
+                        item.pos,
+                    )?;
                     let children = &field.node.selection_set;
                     let nested = !children.node.items.is_empty();
                     let inner = if nested {
@@ -113,13 +142,13 @@ impl<'a> Walk<'a> {
                     cost.add(inner, own, field.node.alias.is_some(), nested);
                 }
                 Selection::InlineFragment(inline) => {
-                    let own = own_nodes(&[], &inline.node.directives, item.pos)?;
+                    let own = own_nodes(&[], &inline.node.directives, &self.variables, item.pos)?;
                     let children = &inline.node.selection_set;
                     let inner = self.set(&children.node, level + 1, children.pos)?;
                     cost.add(inner, own, false, true);
                 }
                 Selection::FragmentSpread(spread) => {
-                    let own = own_nodes(&[], &spread.node.directives, item.pos)?;
+                    let own = own_nodes(&[], &spread.node.directives, &self.variables, item.pos)?;
                     let inner =
                         self.fragment(&spread.node.fragment_name.node, level + 1, item.pos)?;
                     cost.add(inner, own, false, true);
@@ -143,7 +172,12 @@ impl<'a> Walk<'a> {
                 let Some(fragment) = self.document.fragments.get(name) else {
                     return Ok(Cost::default());
                 };
-                let own = own_nodes(&[], &fragment.node.directives, fragment.pos)?;
+                let own = own_nodes(
+                    &[],
+                    &fragment.node.directives,
+                    &self.variables,
+                    fragment.pos,
+                )?;
                 self.fragments.insert(name.as_str(), Memo::Measuring);
                 let set = &fragment.node.selection_set;
                 let mut cost = self.set(&set.node, level, set.pos)?;
@@ -157,28 +191,49 @@ impl<'a> Walk<'a> {
 }
 
 /// Measures `document`, and refuses it past the limits.
-pub(super) fn measure(
-    document: &ExecutableDocument,
+pub(super) fn measure<'a>(
+    document: &'a ExecutableDocument,
+    sent: &'a async_graphql::Variables,
     max_nodes: usize,
     max_aliases: usize,
 ) -> Result<Cost, Refusal> {
+    // A variable sent weighs its value; one not sent, the largest of its defaults.
+    let mut variables: Variables<'a> = sent
+        .iter()
+        .map(|(name, value)| (name.as_str(), const_nodes(value)))
+        .collect();
+    for (_, operation) in document.operations.iter() {
+        for variable in &operation.node.variable_definitions {
+            if let Some(default) = &variable.node.default_value
+                && !sent.contains_key(&variable.node.name.node)
+            {
+                let weight = variables
+                    .entry(variable.node.name.node.as_str())
+                    .or_insert(0);
+                *weight = (*weight).max(const_nodes(&default.node));
+            }
+        }
+    }
     let mut walk = Walk {
         document,
+        variables,
         fragments: HashMap::with_capacity(document.fragments.len()),
     };
     let mut total = Cost::default();
     for (_, operation) in document.operations.iter() {
         // The operation's directives and variable definitions, not itself.
-        let mut own = own_nodes(&[], &operation.node.directives, operation.pos)? - 1;
+        let directives = &operation.node.directives;
+        let mut own = own_nodes(&[], directives, &walk.variables, operation.pos)? - 1;
         for variable in &operation.node.variable_definitions {
+            let directives = &variable.node.directives;
             own = own
-                .saturating_add(own_nodes(&[], &variable.node.directives, variable.pos)?)
+                .saturating_add(own_nodes(&[], directives, &walk.variables, variable.pos)?)
                 .saturating_add(
                     variable
                         .node
                         .default_value
                         .as_ref()
-                        .map_or(0, |v| value_nodes(&v.node.clone().into_value())),
+                        .map_or(0, |v| const_nodes(&v.node)),
                 );
         }
         let set = &operation.node.selection_set;
@@ -210,7 +265,17 @@ mod tests {
     use super::*;
 
     fn cost(query: &str) -> Result<Cost, Refusal> {
-        measure(&parse_query(query).unwrap(), usize::MAX, usize::MAX)
+        cost_with(query, serde_json::json!({}))
+    }
+
+    fn cost_with(query: &str, variables: serde_json::Value) -> Result<Cost, Refusal> {
+        let variables = async_graphql::Variables::from_json(variables);
+        measure(
+            &parse_query(query).unwrap(),
+            &variables,
+            usize::MAX,
+            usize::MAX,
+        )
     }
 
     /// `query { ...F0 }`, with each fragment spreading the next `width` times.
@@ -241,7 +306,10 @@ mod tests {
         assert_eq!(c.nodes, 3 * (1u64 << 20) - 1);
         // Thirty levels of ten each would overflow; the count saturates instead.
         let document = parse_query(bomb(30, 10)).unwrap();
-        assert_eq!(measure(&document, 2000, 15), Err(Refusal::Nodes(u64::MAX)));
+        assert_eq!(
+            measure(&document, &Default::default(), 2000, 15),
+            Err(Refusal::Nodes(u64::MAX))
+        );
     }
 
     #[test]
@@ -312,6 +380,13 @@ mod tests {
         // Variable definitions count once, with their default values.
         let c = cost("query($a: Int = 1, $b: [Int] = [1, 2]) { __typename }").unwrap();
         assert_eq!(c.nodes, 1 + 2 + 4);
+        // A variable weighs its value wherever it is used, sent or by default.
+        let used_twice = "query($v: [Int]) { a: f(x: $v) b: f(x: $v) }";
+        let c = cost_with(used_twice, serde_json::json!({ "v": [1, 2, 3, 4] })).unwrap();
+        // a and b 1 each, each argument 1 and the list 5; the definition 1.
+        assert_eq!(c.nodes, 2 * (1 + 1 + 5) + 1);
+        let by_default = "query($v: [Int] = [1, 2, 3, 4]) { a: f(x: $v) b: f(x: $v) }";
+        assert_eq!(cost(by_default).unwrap().nodes, 2 * (1 + 1 + 5) + 1 + 5);
         let many = (0..17)
             .map(|i| format!("a{i}: 1"))
             .collect::<Vec<_>>()
@@ -326,9 +401,9 @@ mod tests {
     fn aliases_are_counted_per_operation() {
         let document =
             parse_query("query A { a: me { id } b: me { id } } query B { c: me { id } }").unwrap();
-        assert!(measure(&document, 2000, 2).is_ok());
+        assert!(measure(&document, &Default::default(), 2000, 2).is_ok());
         assert!(matches!(
-            measure(&document, 2000, 1),
+            measure(&document, &Default::default(), 2000, 1),
             Err(Refusal::Aliases(_))
         ));
     }

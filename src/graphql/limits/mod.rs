@@ -18,7 +18,8 @@
 //!      variable definition and value within an argument counts one (a string one more
 //!      for every KiB), each fragment as often as it is spread: the walks visit
 //!      arguments and directives wherever a fragment is spread, so those count as much as
-//!      the fields do;
+//!      the fields do. A variable counts its value (as sent, or by default) wherever it
+//!      is used, since validation and execution copy it into each place;
 //!    - selections nested more than [`MAX_NESTING`] levels deep, a fragment spread or
 //!      inline fragment counting as a level, as async-graphql's own check counts them
 //!      (which also bounds the recursion of every walk here);
@@ -37,7 +38,7 @@ mod conflicts;
 mod measure;
 mod text;
 
-use async_graphql::{Name, Pos, ServerError, parser::types::ExecutableDocument};
+use async_graphql::{Name, Pos, ServerError, Variables, parser::types::ExecutableDocument};
 
 use super::error_codes::{PARSE_FAILED, VALIDATION_FAILED, with_code};
 
@@ -114,11 +115,12 @@ fn position(text: &str, at: usize) -> Pos {
 /// itself or is never used, or two differing fields under one response name.
 pub fn check(
     document: &ExecutableDocument,
+    variables: &Variables,
     max_nodes: usize,
     max_aliases: usize,
 ) -> Result<(), ServerError> {
-    let outcome =
-        measure::measure(document, max_nodes, max_aliases).and_then(|_| conflicts::find(document));
+    let outcome = measure::measure(document, variables, max_nodes, max_aliases)
+        .and_then(|_| conflicts::find(document));
     let (message, locations) = match outcome {
         Ok(()) => return Ok(()),
         Err(Refusal::Nodes(n)) => (

@@ -35,25 +35,11 @@ pub(super) fn scan(text: &str) -> Result<(), Refusal> {
                     i += 1;
                 }
             }
-            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
-                // A block string: only `\"""` does not end it.
-                i += 3;
-                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
-                    i += if bytes[i..].starts_with(b"\\\"\"\"") {
-                        4
-                    } else {
-                        1
-                    };
-                }
-                i += 3;
-                continue;
-            }
             b'"' => {
-                // A string ends at its closing quote, or (invalid) at the end of the line.
-                i += 1;
-                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n' | b'\r') {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
+                // Where the parser's string ends, or, where it would find none, only this
+                // quote: what follows is then scanned as it is, brackets and all.
+                i = string_end(bytes, i).unwrap_or(i + 1);
+                continue;
             }
             b'{' | b'[' | b'(' => {
                 depth += 1;
@@ -67,6 +53,48 @@ pub(super) fn scan(text: &str) -> Result<(), Refusal> {
         i += 1;
     }
     Ok(())
+}
+
+/// Where the string opening at `start` ends (just past its closing quotes), as the
+/// grammar of async-graphql-parser 7.2 reads strings: a block string needs its closing
+/// `"""` (and a `"""` that never closes is read as the empty string `""`); a string
+/// ends at its closing quote, and fails at a line break, the end of the text or an
+/// escape the grammar does not know. `None` when it fails.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    if bytes[start..].starts_with(b"\"\"\"") {
+        let mut i = start + 3;
+        while i < bytes.len() {
+            if bytes[i..].starts_with(b"\\\"\"\"") {
+                i += 4;
+            } else if bytes[i..].starts_with(b"\"\"\"") {
+                return Some(i + 3);
+            } else {
+                i += 1;
+            }
+        }
+        // Unclosed: the parser takes the first two quotes for an empty string.
+        return Some(start + 2);
+    }
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Some(i + 1),
+            b'\n' | b'\r' => return None,
+            b'\\' => match bytes.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                Some(b'u')
+                    if bytes
+                        .get(i + 2..i + 6)
+                        .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
+                {
+                    i += 6;
+                }
+                _ => return None,
+            },
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -97,6 +125,21 @@ mod tests {
             format!("{{ f(a: \"escaped \\\" {many}\") }}"),
         ] {
             assert_eq!(scan(&text), Ok(()), "{text}");
+        }
+    }
+
+    #[test]
+    fn brackets_after_a_string_the_parser_reads_otherwise_still_count() {
+        let deep = format!("{}1{}", "[".repeat(70), "]".repeat(70));
+        for text in [
+            // A block string never closed is the empty string, then a string.
+            format!("{{ f(a: [\"\"\"x\"] b: {deep}) }}"),
+            // A string cut by a line break, or with an escape the grammar does not know.
+            format!("{{ f(a: \"x\n b: {deep}) }}"),
+            format!("{{ f(a: \"\\q {deep}\") }}"),
+            format!("{{ f(a: \"\\u12 {deep}\") }}"),
+        ] {
+            assert!(matches!(scan(&text), Err(Refusal::Brackets(_))), "{text}");
         }
     }
 
