@@ -109,7 +109,8 @@ impl Fanout {
     }
 
     /// How many executions are running.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -119,7 +120,8 @@ impl Fanout {
     }
 
     /// Whether none is.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

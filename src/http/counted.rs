@@ -43,7 +43,8 @@ impl<K: Eq + Hash + Clone> Counts<K> {
     }
 
     /// How many keys are counted now.
-    pub fn keys(&self) -> usize {
+    #[cfg(test)]
+    fn keys(&self) -> usize {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }

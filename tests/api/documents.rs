@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestDb;
+use crate::helpers::{Process, TestDb};
 
 crate::on_both_databases!(
     a_fragment_bomb_is_refused_at_once_and_the_server_keeps_answering,
@@ -33,6 +33,18 @@ fn bomb(levels: usize) -> String {
     text
 }
 
+/// A `quire serve` process of its own on `db`, and a client that waits for it 10 s at
+/// most: an attack that stalled a server sharing this test's runtime would stall the
+/// test's own timeouts too.
+async fn own_server(db: &TestDb) -> (Process, reqwest::Client) {
+    drop(db.spawn().await); // the schema exists before the process starts
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    (db.serve_process(&[]).await, client)
+}
+
 async fn post(client: &reqwest::Client, base: &str, query: &str) -> (u16, Value) {
     let res = client
         .post(format!("{base}/graphql"))
@@ -47,14 +59,7 @@ async fn post(client: &reqwest::Client, base: &str, query: &str) -> (u16, Value)
 }
 
 async fn a_fragment_bomb_is_refused_at_once_and_the_server_keeps_answering(db: TestDb) {
-    // A process of its own: a bomb that pinned its worker threads would otherwise stall
-    // this test's own runtime too, and with it the timeout that fails the test.
-    drop(db.spawn().await);
-    let server = db.serve_process(&[]).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (server, client) = own_server(&db).await;
     // Thirty levels: within the nesting allowed, billions of nodes once expanded.
     let text = bomb(30);
     assert!(text.len() < 1300, "{} bytes", text.len());
@@ -106,12 +111,7 @@ fn refused_as_too_deep(body: &Value) {
 }
 
 async fn a_long_chain_of_fragments_is_refused_and_the_server_survives(db: TestDb) {
-    drop(db.spawn().await);
-    let mut server = db.serve_process(&[]).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (mut server, client) = own_server(&db).await;
     // Ten thousand fragments, each spreading the next: a walk that follows them
     // recursively goes ten thousand calls deep.
     let mut text = String::from("{ ...F0 }");
@@ -197,12 +197,7 @@ async fn nodes_are_counted_with_fragments_expanded(db: TestDb) {
 }
 
 async fn arguments_spread_many_times_are_counted_each_time(db: TestDb) {
-    drop(db.spawn().await);
-    let server = db.serve_process(&[]).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (server, client) = own_server(&db).await;
     // One fragment whose two fields carry a long list each, spread 499 times: validation
     // would compare the two lists, and walk them, once for every spread.
     let list = vec!["1"; 100_000].join(",");
@@ -252,12 +247,7 @@ async fn arguments_spread_many_times_are_counted_each_time(db: TestDb) {
 }
 
 async fn deeply_nested_values_are_refused_before_they_are_parsed(db: TestDb) {
-    drop(db.spawn().await);
-    let mut server = db.serve_process(&[]).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (mut server, client) = own_server(&db).await;
     // 3 KB of brackets: a parser that descends into each by calling itself overflows its
     // thread's stack, and the process dies.
     let nested = |open: &str, close: &str| {
@@ -310,12 +300,7 @@ async fn deeply_nested_values_are_refused_before_they_are_parsed(db: TestDb) {
 }
 
 async fn a_conflict_reached_from_many_places_is_reported_once(db: TestDb) {
-    drop(db.spawn().await);
-    let server = db.serve_process(&[]).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (server, client) = own_server(&db).await;
     // Two fields that conflict, in a fragment reached through thirty levels of inline
     // fragments from a hundred places: validation would report the conflict from each
     // of three thousand selection sets.

@@ -25,29 +25,28 @@
 //!   `QUIRE_MAX_SUBSCRIPTION_COMPLEXITY`, and those with the same document, variables
 //!   and viewer share one execution ([`crate::graphql::fanout`]).
 
+mod executor;
+mod ids;
+
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use async_graphql::{
-    Data, Executor, Response, ServerError,
+    Data,
     http::{WebSocket as Protocol, WebSocketProtocols, WsMessage},
-    parser::types::OperationType,
 };
 use axum::{
     extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response as HttpResponse},
 };
-use futures::{SinkExt, StreamExt, future, stream::BoxStream};
+use futures::{SinkExt, StreamExt, future};
+use tracing::Instrument;
 use uuid::Uuid;
 
-use tracing::Instrument;
-
+use self::{executor::SubscriptionExecutor, ids::Ids};
 use super::{
     AppState,
     sockets::{Full, Place, SignedIn},
@@ -57,7 +56,7 @@ use crate::{
     auth::{Caller, ClientInfo, Credential},
     error::AppError,
     events::Event,
-    graphql::{context::CredentialBudget, documents::Unrunnable, fanout::Viewer, runner::Ready},
+    graphql::fanout::Viewer,
 };
 
 /// How long a client may take to send `connection_init`.
@@ -70,14 +69,12 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// the credentials of `connection_init`. Every subscription keeps its own for as long as
 /// it runs.
 const MAX_MESSAGE: usize = 64 * 1024;
-/// The longest subscription id, which every message of the subscription repeats.
-const MAX_ID: usize = 128;
 /// How often a socket's credential is checked again without being told to.
 const RECHECK: Duration = Duration::from_secs(60);
 /// How long a message may wait for the client to take it before the client is taken
 /// for gone: a client that stops reading would otherwise hold the connection, with its
 /// checks stalled behind the send.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether a GET asks to become a WebSocket.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -451,105 +448,6 @@ async fn send(sink: &mut futures::stream::SplitSink<WebSocket, Message>, message
     }
 }
 
-/// The ids of a connection's running subscriptions, to keep to the
-/// `graphql-transport-ws` protocol where the executor does not.
-#[derive(Default)]
-struct Ids {
-    running: std::collections::HashSet<String>,
-    /// Subscriptions the client stopped, which need no `complete` from the server.
-    stopped: std::collections::HashSet<String>,
-    /// Subscriptions that have sent something.
-    started: std::collections::HashSet<String>,
-    /// Subscriptions whose first message was an error, and so must not be completed.
-    failed: std::collections::HashSet<String>,
-    /// Why the client's last message ends the connection: a subscription sent twice, or
-    /// an id too long.
-    ended: Option<(u16, String)>,
-}
-
-/// The `type` and `id` of a protocol message.
-#[derive(serde::Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
-    id: Option<String>,
-}
-
-impl Ids {
-    /// Notes a message from the client; false for one that ends the connection: an id
-    /// longer than [`MAX_ID`] (every message of the subscription repeats it), or a
-    /// subscription under the id of one still running.
-    fn incoming(&mut self, protocol: WebSocketProtocols, bytes: &[u8]) -> bool {
-        let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_slice::<Envelope>(bytes) else {
-            return true;
-        };
-        if id.len() > MAX_ID {
-            self.ended = Some((4400, format!("ids may be at most {MAX_ID} bytes long")));
-            return false;
-        }
-        if protocol != WebSocketProtocols::GraphQLWS {
-            return true;
-        }
-        match kind.as_str() {
-            "subscribe" if !self.running.insert(id.clone()) => {
-                self.ended = Some((4409, format!("Subscriber for {id} already exists")));
-                false
-            }
-            "complete" => {
-                if self.running.remove(&id) {
-                    self.stopped.insert(id);
-                }
-                true
-            }
-            _ => true,
-        }
-    }
-
-    /// A message for the client as the protocol has it, or `None` to send nothing: a
-    /// subscription whose first answer is errors without data (it could not start) gets
-    /// an `error` message and no `complete`, where the executor sends its errors as data.
-    fn outgoing(&mut self, protocol: WebSocketProtocols, text: String) -> Option<String> {
-        if protocol != WebSocketProtocols::GraphQLWS {
-            return Some(text);
-        }
-        if text.starts_with(r#"{"type":"complete""#) {
-            let id = serde_json::from_str::<Envelope>(&text).ok()?.id?;
-            self.running.remove(&id);
-            self.started.remove(&id);
-            let failed = self.failed.remove(&id);
-            let stopped = self.stopped.remove(&id);
-            return (!failed && !stopped).then_some(text);
-        }
-        if !text.starts_with(r#"{"type":"next""#) {
-            return Some(text);
-        }
-        let Some(id) = serde_json::from_str::<Envelope>(&text)
-            .ok()
-            .and_then(|e| e.id)
-        else {
-            return Some(text);
-        };
-        if !self.started.insert(id) || !text.contains(r#""data":null"#) {
-            return Some(text);
-        }
-        let mut message: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let payload = message.get_mut("payload")?;
-        let failed_to_start = payload.get("data").is_some_and(serde_json::Value::is_null)
-            && payload
-                .get("errors")
-                .and_then(|e| e.as_array())
-                .is_some_and(|errors| !errors.is_empty());
-        if !failed_to_start {
-            return Some(text);
-        }
-        let errors = payload.get_mut("errors")?.take();
-        let id = message.get("id")?.as_str()?.to_owned();
-        self.running.remove(&id);
-        self.failed.insert(id.clone());
-        Some(serde_json::json!({ "id": id, "type": "error", "payload": errors }).to_string())
-    }
-}
-
 /// The close for a connection whose session or key has ended.
 fn ended() -> (u16, String) {
     (4401, "Unauthorized: the session has ended".to_owned())
@@ -588,104 +486,5 @@ fn close_code(
         // A message that is not one of the protocol's.
         (WebSocketProtocols::GraphQLWS, 1002) => (4400, reason),
         _ => (code, reason),
-    }
-}
-
-/// Runs subscriptions for one connection: finds each one's document, checks that it is a
-/// subscription, and gives it a loader of its own.
-#[derive(Clone)]
-struct SubscriptionExecutor {
-    state: AppState,
-    /// How many subscriptions of the connection are running.
-    active: Arc<AtomicUsize>,
-}
-
-/// The most subscriptions one connection may run at once.
-const MAX_SUBSCRIPTIONS: usize = 100;
-
-/// Counts a running subscription until it is dropped.
-struct Running(Arc<AtomicUsize>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl SubscriptionExecutor {
-    fn prepare(&self, request: async_graphql::Request) -> Result<Ready, ServerError> {
-        match self.state.runner.prepare(request) {
-            Ok(ready) if ready.ty == OperationType::Subscription => Ok(ready),
-            Ok(_) => Err(*Unrunnable::new(
-                "BAD_REQUEST",
-                "only subscriptions run over WebSocket; send queries and mutations over HTTP",
-            )
-            .error),
-            Err(unrunnable) => Err(*unrunnable.error),
-        }
-    }
-}
-
-impl Executor for SubscriptionExecutor {
-    async fn execute(&self, _request: async_graphql::Request) -> Response {
-        let error = ServerError::new("only subscriptions run over WebSocket", None);
-        Response::from_errors(vec![error])
-    }
-
-    fn execute_stream(
-        &self,
-        request: async_graphql::Request,
-        session_data: Option<Arc<Data>>,
-    ) -> BoxStream<'static, Response> {
-        if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_SUBSCRIPTIONS {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            let error = *Unrunnable::new(
-                "BAD_REQUEST",
-                format!("a connection may run at most {MAX_SUBSCRIPTIONS} subscriptions at once"),
-            )
-            .error;
-            return futures::stream::once(future::ready(Response::from_errors(vec![error])))
-                .boxed();
-        }
-        let running = Running(self.active.clone());
-        let refused = |error: ServerError| {
-            futures::stream::once(future::ready(Response::from_errors(vec![error]))).boxed()
-        };
-        let session = session_data.unwrap_or_default();
-        // Set at `connection_init`, which comes before any subscription.
-        let Some(viewer) = session.get(&std::any::TypeId::of::<Viewer>()) else {
-            return refused(ServerError::new("the connection is not initialised", None));
-        };
-        let Some(viewer) = viewer.downcast_ref::<Viewer>().copied() else {
-            return refused(ServerError::new("the connection is not initialised", None));
-        };
-        let Some(mine) = self.state.sockets.subscribe(viewer.user_id) else {
-            return refused(
-                *Unrunnable::new(
-                    "BAD_REQUEST",
-                    format!(
-                        "an account may run at most {} subscriptions at once",
-                        self.state.sockets.subscriptions_per_user()
-                    ),
-                )
-                .error,
-            );
-        };
-        match self.prepare(request) {
-            Ok(mut ready) => {
-                let data = &mut ready.request.data;
-                data.insert(self.state.stream_loader.clone());
-                data.insert(CredentialBudget::default());
-                self.state
-                    .runner
-                    .subscribe(ready, session, viewer)
-                    .map(move |response| {
-                        let _counted = (&running, &mine);
-                        response
-                    })
-                    .boxed()
-            }
-            Err(error) => refused(error),
-        }
     }
 }
