@@ -16,11 +16,44 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::ConfigError;
 
-/// Installs the global subscriber with the `QUIRE_LOG` filter (`info`, `quire=debug`, …).
+/// Libraries that print what passes through them at their debug and trace levels:
+/// WebSocket frames (a `connection_init` carries a bearer token), HTTP headers, request
+/// bodies in rejections, a mail conversation. No setting of `QUIRE_LOG` lets them below
+/// `info`, since no level of logging may print a secret.
+const CAPPED_AT_INFO: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "axum",
+    "tower_http",
+    "reqwest",
+    "rustls",
+    "lettre",
+];
+
+/// Whether an event or span from `target` at `level` may be logged at all.
+pub fn loggable(target: &str, level: &tracing::Level) -> bool {
+    *level <= tracing::Level::INFO
+        || !CAPPED_AT_INFO.iter().any(|capped| {
+            target
+                .strip_prefix(capped)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
+/// Installs the global subscriber with the `QUIRE_LOG` filter (`info`, `quire=debug`, …),
+/// under the cap of [`loggable`].
 pub fn init(filter: &str, json: bool) -> Result<(), ConfigError> {
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| ConfigError::new("QUIRE_LOG", format!("'{filter}': {e}")))?;
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry =
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::filter::filter_fn(|meta| {
+                loggable(meta.target(), meta.level())
+            }));
     let result = match json {
         true => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))
