@@ -118,6 +118,7 @@ impl App {
                 Arc::new(documents),
                 &config.limits,
                 config.metrics_operations,
+                config.exposure.introspection,
             ),
             sockets: Arc::new(http::sockets::Sockets::new(config.websockets)),
             stream_loader: Arc::new(graphql::loaders::for_stream(db.clone())),

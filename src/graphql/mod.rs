@@ -10,6 +10,7 @@ pub mod error_codes;
 pub mod fanout;
 pub mod field_order;
 pub mod guards;
+pub mod introspection;
 pub mod limits;
 pub mod loaders;
 pub mod operations;

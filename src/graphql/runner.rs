@@ -24,7 +24,7 @@ use super::{
     documents::{Documents, Unrunnable, operation_type},
     error_codes,
     fanout::{Fanout, Key, Viewer},
-    field_order, limits, operations, subscriptions,
+    field_order, introspection, limits, operations, subscriptions,
 };
 use crate::{config::Limits, telemetry::OperationNames};
 
@@ -42,6 +42,8 @@ pub struct Runner {
     fanout: Arc<Fanout>,
     max_nodes: usize,
     max_aliases: usize,
+    /// Whether `__schema` and `__type` may be asked for.
+    introspection: bool,
 }
 
 /// A request ready for the executor.
@@ -67,13 +69,15 @@ pub struct Ran {
 impl Runner {
     /// A runner for `schema` (and `subscriptions`, the schema for subscriptions), with
     /// `documents`, the limits on documents, and room for `metric_names` operation names
-    /// in the metrics besides those of the trusted documents.
+    /// in the metrics besides those of the trusted documents; `introspection` says whether
+    /// documents may ask for the schema.
     pub fn new(
         schema: AppSchema,
         subscriptions: AppSchema,
         documents: Arc<Documents>,
         limits: &Limits,
         metric_names: usize,
+        introspection: bool,
     ) -> Self {
         Self {
             schema,
@@ -86,6 +90,7 @@ impl Runner {
             fanout: Arc::default(),
             max_nodes: limits.max_nodes,
             max_aliases: limits.max_aliases,
+            introspection,
         }
     }
 
@@ -123,6 +128,9 @@ impl Runner {
             error: Box::new(error),
             status: None,
         })?;
+        if !self.introspection {
+            introspection::refuse(&document)?;
+        }
         let (ty, name) = operation_type(
             &document,
             request.operation_name.as_deref(),

@@ -96,17 +96,42 @@ async fn production_hides_introspection_and_graphiql(db: TestDb) {
     );
 
     let prod = db.spawn_with(|s| s.environment = "production".into()).await;
-    // The schema is not described: introspection fields answer null.
-    let res = prod.gql(Some(&t.access), introspect, json!({})).await;
-    assert!(res.body["data"]["__schema"].is_null(), "{}", res.body);
+    // The schema is not described: asking for it is refused with a code of its own,
+    // however the fields are reached, and nothing runs, answered as any other request
+    // that fails before execution.
+    let invalid = prod.gql(Some(&t.access), "{ nope }", json!({})).await;
+    assert_eq!(invalid.code(), "GRAPHQL_VALIDATION_FAILED");
+    for query in [
+        introspect,
+        "{ __type(name: \"User\") { fields { name } } }",
+        "query { me { username } ...Schema } fragment Schema on Query { __schema { types { name } } }",
+        "{ ... on Query { __type(name: \"Post\") { name } } }",
+    ] {
+        let res = prod.gql(Some(&t.access), query, json!({})).await;
+        assert_eq!(
+            res.code(),
+            "INTROSPECTION_DISABLED",
+            "{query}: {}",
+            res.body
+        );
+        assert!(
+            res.message().contains("QUIRE_INTROSPECTION"),
+            "{}",
+            res.body
+        );
+        assert!(res.body.get("data").is_none(), "{}", res.body);
+        assert_eq!(res.status, invalid.status, "{}", res.body);
+    }
+    // `__typename` is not introspection of the schema: it still answers.
     let res = prod
         .gql(
             Some(&t.access),
-            "{ __type(name: \"User\") { fields { name } } }",
+            "{ __typename me { __typename } }",
             json!({}),
         )
-        .await;
-    assert!(res.body["data"]["__type"].is_null(), "{}", res.body);
+        .await
+        .ok();
+    assert_eq!(res.data("__typename"), "Query");
     let page = prod.get("/graphql", Some("text/html")).await;
     let content_type = page.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(!content_type.starts_with("text/html"), "{content_type}");
