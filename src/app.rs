@@ -91,6 +91,9 @@ impl App {
             .warm_up()
             .await
             .map_err(|e| StartError::Passwords(e.to_string()))?;
+        auth.compose_legacy_email_keys()
+            .await
+            .map_err(|e| StartError::Migrate(e.to_string()))?;
         let posts = Posts::new(db.clone(), events.clone(), auth.throttle.clone());
         let schema = |max_complexity| {
             graphql::schema(

@@ -55,8 +55,13 @@ impl Auth {
         }
         users::set_role(&mut tx, id, role, db::now()).await?;
         tx.commit().await?;
+        let changed = user.role != role;
         user.role = role;
         tracing::info!("role changed");
+        if changed {
+            // Open connections keep the identity they began with: have them check it.
+            self.access_changed(id);
+        }
         Ok(user)
     }
 

@@ -12,7 +12,7 @@ use rand::{Rng, rngs::OsRng};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Auth, Identity};
+use super::{Auth, ClientInfo, Credential, Identity};
 use crate::{
     db::{
         self,
@@ -139,12 +139,15 @@ pub struct NewKey<'a> {
 
 impl Auth {
     /// Makes a key for the caller and returns it with its secret, which is never
-    /// available again.
+    /// available again. The caller confirms their password first: a key outlives the
+    /// session, so a stolen session must not be able to make one.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id))]
     pub async fn create_api_key(
         &self,
         who: &Identity,
         new: NewKey<'_>,
+        current_password: &str,
+        client: &ClientInfo,
     ) -> AppResult<(ApiKeyRow, String)> {
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME {
@@ -171,6 +174,8 @@ impl Auth {
                 "expiresAt must be in the future",
             ));
         }
+        self.confirm_password(who, current_password, "currentPassword", client)
+            .await?;
         let secret = generate_secret();
         let row = ApiKeyRow {
             id: Uuid::now_v7(),
@@ -202,7 +207,10 @@ impl Auth {
         Ok(api_keys::for_user(&mut conn, who.user.id).await?)
     }
 
-    /// Revokes one of the caller's keys or, for an administrator, anyone's.
+    /// Revokes one of the caller's keys or, for an administrator, anyone's. A session
+    /// may revoke its owner's keys. A key may revoke itself, and an administrator's ADMIN
+    /// key other users' keys, but no key its owner's other keys: a key is for posts and
+    /// votes or for administration, never for taking the owner's other keys away.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, api_key_id = %id))]
     pub async fn revoke_api_key(&self, who: &Identity, id: Uuid) -> AppResult<ApiKeyRow> {
         let mut conn = self.db.acquire().await?;
@@ -210,6 +218,14 @@ impl Auth {
             .await?
             .filter(|k| k.user_id == who.user.id || who.acts_as_admin())
             .ok_or_else(|| AppError::NotFound("no such API key".to_owned()))?;
+        if let Credential::ApiKey { id: own, .. } = who.credential
+            && key.user_id == who.user.id
+            && key.id != own
+        {
+            return Err(AppError::Forbidden(
+                "an API key cannot revoke its owner's keys; use a signed-in session".to_owned(),
+            ));
+        }
         let now = db::now();
         api_keys::revoke(&mut conn, id, now).await?;
         tracing::info!("API key revoked");
@@ -220,10 +236,11 @@ impl Auth {
         })
     }
 
-    /// Whether the key `id` of `user_id` still works: not revoked, not expired, and its
-    /// owner active. Unlike using the key, checking it is neither logged nor counted as
-    /// use.
-    pub(crate) async fn api_key_still_valid(&self, id: Uuid, user_id: Uuid) -> AppResult<bool> {
+    /// Whether the key `id` of `owner` still works: not revoked, not expired, and its
+    /// owner active with the role they had. Unlike using the key, checking it is neither
+    /// logged nor counted as use.
+    pub(crate) async fn api_key_still_valid(&self, id: Uuid, owner: &UserRow) -> AppResult<bool> {
+        let user_id = owner.id;
         let mut conn = self.db.acquire().await?;
         let now = db::now();
         let Some(key) = api_keys::find(&mut conn, id).await? else {
@@ -234,7 +251,7 @@ impl Auth {
         }
         Ok(crate::db::users::find_by_id(&mut conn, user_id)
             .await?
-            .is_some_and(|user| user.is_active()))
+            .is_some_and(|user| user.is_active() && user.role == owner.role))
     }
 
     /// The identity a secret stands for, or why it stands for none.

@@ -146,7 +146,9 @@ impl Caller {
 
     /// Whether the identity this caller proved still holds: its session has not ended
     /// (though its access token may have expired since), its key has not been revoked,
-    /// and the account is active. For connections that outlive their access token.
+    /// the account is active, and its role is the one it was. For connections that
+    /// outlive their access token, which keep the identity they started with: a changed
+    /// role must not leave an old one's sight on an open connection.
     pub async fn still_valid(&self, auth: &Auth) -> AppResult<bool> {
         let Some(Ok(who)) = self.identity.get() else {
             return Ok(false);
@@ -156,9 +158,11 @@ impl Caller {
                 let mut conn = auth.db.acquire().await?;
                 Ok(sessions::find_with_user(&mut conn, id)
                     .await?
-                    .is_some_and(|row| row.is_live_for(who.user.id, db::now())))
+                    .is_some_and(|row| {
+                        row.is_live_for(who.user.id, db::now()) && row.user.role == who.user.role
+                    }))
             }
-            Credential::ApiKey { id, .. } => auth.api_key_still_valid(id, who.user.id).await,
+            Credential::ApiKey { id, .. } => auth.api_key_still_valid(id, &who.user).await,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Signing in with email and password.
 
-use super::{Auth, Authenticated, ClientInfo, password::Verified};
+use super::{Auth, Authenticated, ClientInfo, password::Verified, validate};
 use crate::{
     db::{self, users},
     error::{AppError, AppResult},
@@ -11,7 +11,7 @@ use crate::{
 pub const LOGIN_FAILED: &str = "invalid email or password";
 
 /// Passwords longer than this are refused without hashing: no account can have one.
-const MAX_PASSWORD_BYTES: usize = 4 * super::password::MAX_LEN;
+pub(super) const MAX_PASSWORD_BYTES: usize = 4 * super::password::MAX_LEN;
 
 impl Auth {
     /// Verifies the credentials and starts a new session.
@@ -22,8 +22,8 @@ impl Auth {
         password: &str,
         client: &ClientInfo,
     ) -> AppResult<Authenticated> {
-        let email_key = email.trim().to_lowercase();
-        self.throttle.login_allowed(&email_key, client.ip)?;
+        let email_key = validate::email_key(email);
+        self.password_attempt_allowed(&email_key, client).await?;
         let outcome = self.check_credentials(&email_key, password, client).await;
         // Only a success resets the counts and only refused credentials add to them; an
         // error of the server's own (an overloaded database, say) leaves them alone.
@@ -65,32 +65,61 @@ impl Auth {
             tracing::info!("login refused: unknown email");
             return Err(AppError::Unauthenticated(LOGIN_FAILED));
         };
-        let verified = self.passwords.verify(password, &user.password_hash).await?;
-        if verified == Verified::No {
-            tracing::info!(user_id = %user.id, "login refused: wrong password");
-            return Err(AppError::Unauthenticated(LOGIN_FAILED));
-        }
-        // Checked after the password, so that the answer and its timing are those of any
-        // other failure.
-        if !user.is_active() {
-            tracing::info!(user_id = %user.id, "login refused: account deactivated");
-            return Err(AppError::Unauthenticated(LOGIN_FAILED));
-        }
-
-        let new_hash = match verified {
-            Verified::YesButRehash => Some(self.passwords.hash(password).await?),
-            _ => None,
-        };
-        let mut tx = self.db.begin().await?;
         let mut user = user;
-        if let Some(hash) = new_hash {
-            users::set_password_hash(&mut tx, user.id, &hash, db::now()).await?;
-            user.password_hash = hash;
-            tracing::info!(user_id = %user.id, "password rehashed with current parameters");
+        // The password is checked outside any transaction (it takes a while), and the
+        // session starts only if, at commit, the account still has the hash it was checked
+        // against and is still active: a password change or deactivation racing this
+        // sign-in either waits for it and then ends its session, or wins and refuses it.
+        // A hash that changed meanwhile is checked once more (another sign-in may only
+        // have upgraded it).
+        for _ in 0..2 {
+            let verified = self.passwords.verify(password, &user.password_hash).await?;
+            if verified == Verified::No {
+                tracing::info!(user_id = %user.id, "login refused: wrong password");
+                return Err(AppError::Unauthenticated(LOGIN_FAILED));
+            }
+            // Checked after the password, so that the answer and its timing are those of
+            // any other failure.
+            if !user.is_active() {
+                tracing::info!(user_id = %user.id, "login refused: account deactivated");
+                return Err(AppError::Unauthenticated(LOGIN_FAILED));
+            }
+            let new_hash = match verified {
+                Verified::YesButRehash => Some(self.passwords.hash(password).await?),
+                _ => None,
+            };
+            let mut tx = self.db.begin().await?;
+            let Some(mut held) = users::find_and_hold(&mut tx, user.id).await? else {
+                return Err(AppError::Unauthenticated(LOGIN_FAILED));
+            };
+            if held.password_hash != user.password_hash {
+                drop(tx);
+                user = held;
+                continue;
+            }
+            if !held.is_active() {
+                tracing::info!(user_id = %user.id, "login refused: account deactivated meanwhile");
+                return Err(AppError::Unauthenticated(LOGIN_FAILED));
+            }
+            if let Some(hash) = new_hash
+                && users::replace_password_hash(
+                    &mut tx,
+                    held.id,
+                    &held.password_hash,
+                    &hash,
+                    db::now(),
+                )
+                .await?
+            {
+                held.password_hash = hash;
+                tracing::info!(user_id = %held.id, "password rehashed with current parameters");
+            }
+            let signed_in = self.start_session(&mut tx, held, client).await?;
+            tx.commit().await?;
+            tracing::info!(user_id = %signed_in.user.id, session_id = %signed_in.session_id, "signed in");
+            return Ok(signed_in);
         }
-        let signed_in = self.start_session(&mut tx, user, client).await?;
-        tx.commit().await?;
-        tracing::info!(user_id = %signed_in.user.id, session_id = %signed_in.session_id, "signed in");
-        Ok(signed_in)
+        tracing::info!(user_id = %user.id, "login refused: the password keeps changing");
+        Err(AppError::Unauthenticated(LOGIN_FAILED))
     }
 }

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{Auth, Caller, Identity};
 use crate::{
     db::{
-        self,
+        self, api_keys,
         sessions::{self, RevokeReason, SessionRow},
     },
     error::{AppError, AppResult},
@@ -58,19 +58,22 @@ impl Auth {
         Ok(true)
     }
 
-    /// Ends every live session of the caller, the current one included.
+    /// Ends every live session of the caller, the current one included, and with
+    /// `revoke_api_keys` every API key of the account too, in one transaction. Returns how
+    /// many sessions ended.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id))]
-    pub async fn logout_all(&self, who: &Identity) -> AppResult<u64> {
-        let mut conn = self.db.acquire().await?;
-        let n = sessions::revoke_all(
-            &mut conn,
-            who.user.id,
-            None,
-            RevokeReason::LogoutAll,
-            db::now(),
-        )
-        .await?;
-        tracing::info!(sessions = n, "signed out everywhere");
+    pub async fn logout_all(&self, who: &Identity, revoke_api_keys: bool) -> AppResult<u64> {
+        let now = db::now();
+        let mut tx = self.db.begin().await?;
+        let n =
+            sessions::revoke_all(&mut tx, who.user.id, None, RevokeReason::LogoutAll, now).await?;
+        let keys = if revoke_api_keys {
+            api_keys::revoke_all(&mut tx, who.user.id, now).await?
+        } else {
+            0
+        };
+        tx.commit().await?;
+        tracing::info!(sessions = n, api_keys = keys, "signed out everywhere");
         self.access_changed(who.user.id);
         Ok(n)
     }

@@ -8,6 +8,8 @@ pub mod admin;
 pub mod api_key;
 pub mod caller;
 pub mod change_password;
+pub mod confirm_password;
+pub mod email_keys;
 pub mod login;
 pub mod logout;
 pub mod password;
@@ -30,7 +32,7 @@ use crate::{
     db::{
         self, Db, DbTx,
         sessions::{self, NewSession},
-        users::UserRow,
+        users::{self, UserRow},
     },
     error::AppResult,
     events::{Event, Events},
@@ -90,6 +92,9 @@ impl std::fmt::Debug for Authenticated {
 
 /// Longest user agent kept with a session.
 const MAX_USER_AGENT: usize = 512;
+/// How recently an account must have signed in from a network for clients there to pass
+/// the account's pause after failed sign-ins.
+const KNOWN_NETWORK_FOR: chrono::Duration = chrono::Duration::days(30);
 
 impl Auth {
     /// Builds the service: access tokens are signed with `secret`, and the refresh-token
@@ -117,6 +122,35 @@ impl Auth {
         self.events.publish(Event::AccessChanged { user_id });
     }
 
+    /// Refuses a password attempt on `account` (an [`validate::email_key`]) from `client`
+    /// while it must wait: after its own failures to the account, or while the account is
+    /// paused after failures from anywhere, unless the account signed in from the
+    /// client's network in the last 30 days. An attacker cannot lock the owner out of the
+    /// places they sign in from.
+    async fn password_attempt_allowed(&self, account: &str, client: &ClientInfo) -> AppResult<()> {
+        self.throttle.login_allowed(account, client.ip)?;
+        let Some(refusal) = self.throttle.account_paused(account) else {
+            return Ok(());
+        };
+        let Some(ip) = client.ip else {
+            return Err(refusal);
+        };
+        let mut conn = self.db.acquire().await?;
+        let known = match users::find_by_email_key(&mut conn, account).await? {
+            Some(user) => {
+                let network = throttle::address_key(Some(ip));
+                let since = db::now() - KNOWN_NETWORK_FOR;
+                sessions::signed_in_from(&mut conn, user.id, &network, since).await?
+            }
+            None => false,
+        };
+        if !known {
+            return Err(refusal);
+        }
+        tracing::info!("account paused after failed sign-ins; passed from a known network");
+        Ok(())
+    }
+
     /// Starts a session for `user` inside `tx` and issues its first tokens.
     async fn start_session(
         &self,
@@ -142,6 +176,10 @@ impl Auth {
                 expires_at: self.refresh_expiry(now, absolute_expires_at),
                 absolute_expires_at,
                 user_agent,
+                sign_in_network: client
+                    .ip
+                    .map(|ip| throttle::address_key(Some(ip)))
+                    .as_deref(),
             },
         )
         .await?;

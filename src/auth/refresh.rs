@@ -6,7 +6,7 @@ use crate::{
     db::{
         self,
         sessions::{self, RevokeReason},
-        users,
+        users::{self, UserRow},
     },
     error::{AppError, AppResult},
 };
@@ -37,12 +37,15 @@ impl Auth {
         // instance whose clock runs ahead still counts as recent.
         let grace = chrono::Duration::from_std(self.config.refresh_reuse_grace)
             .unwrap_or(chrono::Duration::MAX);
-        let mut conn = self.db.acquire().await?;
+        // One transaction: the user is read (and held) before the token is rotated, so
+        // that nothing can retire the token and then fail, leaving the client holding a
+        // token that a retry would present as stolen.
+        let mut tx = self.db.begin().await?;
 
         // Two rounds at most: a rotation lost to a concurrent request is re-read once,
         // and then the token is the previous one.
         for _ in 0..2 {
-            let Some(session) = sessions::find(&mut conn, presented.session_id).await? else {
+            let Some(session) = sessions::find(&mut tx, presented.session_id).await? else {
                 return Err(AppError::Unauthenticated(INVALID));
             };
             let now = db::now();
@@ -50,9 +53,10 @@ impl Auth {
                 return Err(AppError::Unauthenticated(INVALID));
             }
             if session.token_hash == presented_hash {
+                let user = active_user(&mut tx, session.user_id).await?;
                 let expires_at = self.refresh_expiry(now, session.absolute_expires_at);
                 let rotated = sessions::rotate(
-                    &mut conn,
+                    &mut tx,
                     session.id,
                     &presented_hash,
                     &successor_hash,
@@ -61,23 +65,27 @@ impl Auth {
                 )
                 .await?;
                 if rotated {
-                    return self.reissue(&mut conn, session.user_id, &successor).await;
+                    tx.commit().await?;
+                    return self.reissue(user, &successor);
                 }
                 continue;
             }
             let just_retired = session.previous_token_hash.as_deref() == Some(&presented_hash)
                 && session.token_hash == successor_hash;
             if just_retired && now - session.rotated_at <= grace {
-                return self.reissue(&mut conn, session.user_id, &successor).await;
+                let user = active_user(&mut tx, session.user_id).await?;
+                tx.commit().await?;
+                return self.reissue(user, &successor);
             }
             sessions::revoke(
-                &mut conn,
+                &mut tx,
                 session.id,
                 session.user_id,
                 RevokeReason::RefreshTokenReuse,
                 now,
             )
             .await?;
+            tx.commit().await?;
             tracing::warn!(
                 user_id = %session.user_id,
                 "retired refresh token presented again; session revoked"
@@ -89,16 +97,7 @@ impl Auth {
         Err(AppError::Unauthenticated(INVALID))
     }
 
-    async fn reissue(
-        &self,
-        conn: &mut db::DbConn,
-        user_id: uuid::Uuid,
-        refresh: &RefreshToken,
-    ) -> AppResult<Authenticated> {
-        let user = users::find_by_id(&mut *conn, user_id)
-            .await?
-            .filter(|u| u.is_active())
-            .ok_or(AppError::Unauthenticated(INVALID))?;
+    fn reissue(&self, user: UserRow, refresh: &RefreshToken) -> AppResult<Authenticated> {
         crate::telemetry::auth_event("refreshed");
         tracing::info!(user_id = %user.id, session_id = %refresh.session_id, "session refreshed");
         Ok(Authenticated {
@@ -111,4 +110,12 @@ impl Auth {
             user,
         })
     }
+}
+
+/// The session's user, held until the transaction ends, if the account is active.
+async fn active_user(tx: &mut db::DbTx, user_id: uuid::Uuid) -> AppResult<UserRow> {
+    users::find_and_hold(tx, user_id)
+        .await?
+        .filter(|u| u.is_active())
+        .ok_or(AppError::Unauthenticated(INVALID))
 }

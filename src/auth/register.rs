@@ -94,7 +94,7 @@ async fn insert(conn: impl AsConn, user: &UserRow) -> AppResult<()> {
         username: &user.username,
         username_key: &user.username.to_ascii_lowercase(),
         email: &user.email,
-        email_key: &user.email.to_lowercase(),
+        email_key: &validate::email_key(&user.email),
         password_hash: &user.password_hash,
         role: user.role,
         now: user.created_at,

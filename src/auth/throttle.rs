@@ -4,8 +4,12 @@
 //!   createApiKey) draw from a token bucket (by default 30 a minute, bursts of 10).
 //! - Per account and IP: after 5 consecutive failed logins, each further attempt must
 //!   wait 1 s, doubling with every failure, at most 15 minutes; a success resets it.
-//! - Per account: after 100 consecutive failures, logins to it pause for 15 minutes
-//!   (NIST SP 800-63B), whatever the IP.
+//! - Per account: after 100 failures, logins to it pause for 15 minutes (NIST SP
+//!   800-63B), whatever the IP, except from the network of one of the account's sign-ins
+//!   in the last 30 days (decided by [`crate::auth::Auth`], which knows the sessions), so
+//!   that the pause cannot be aimed at the owner. The count decays by one every five
+//!   minutes, so that old failures stop counting: 100 fade in a little over eight hours.
+//! - Wrong current passwords (`changePassword`, `createApiKey`) count as failed logins.
 //! - Per account: writes (posts and votes) draw from a token bucket (by default 60 a
 //!   minute, bursts of 30), a post costing one more for every 4 KiB of its text, so
 //!   that no one account can fill the disk however it spreads its writes over aliases,
@@ -29,10 +33,12 @@ const BACKOFF_AFTER: u32 = 5;
 const BACKOFF_START: Duration = Duration::from_secs(1);
 /// The longest wait.
 const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
-/// Consecutive failures to one account, from anywhere, before it pauses.
+/// Failures to one account, from anywhere, before it pauses.
 const LOCK_AFTER: u32 = 100;
-/// How long such a pause lasts.
+/// How long such a pause lasts, from the failure that reached the count.
 const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
+/// The account's count of failures loses one this often.
+const LOCK_DECAY: Duration = Duration::from_secs(5 * 60);
 
 /// Where attempts are counted.
 pub trait Limiter: Send + Sync {
@@ -41,10 +47,11 @@ pub trait Limiter: Send + Sync {
     /// burst is taken once the bucket is full, and leaves it owing the rest: what is taken
     /// over time never exceeds the refill, however large each cost.
     fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration>;
-    /// The consecutive failures recorded for `key`, and when the last one was.
+    /// The failures recorded for `key` as counted at the last one, and when that was.
     fn failures(&self, key: &str) -> (u32, Option<Instant>);
-    /// Records a failure for `key`.
-    fn fail(&self, key: &str);
+    /// Records a failure for `key`. With `decay_every`, the count first loses one for
+    /// every such period since the last failure.
+    fn fail(&self, key: &str, decay_every: Option<Duration>);
     /// Forgets the failures of `key`.
     fn reset(&self, key: &str);
 }
@@ -124,15 +131,19 @@ impl Limiter for MemoryLimiter {
             .map_or((0, None), |(n, at)| (*n, Some(*at)))
     }
 
-    fn fail(&self, key: &str) {
+    fn fail(&self, key: &str, decay_every: Option<Duration>) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.prune_if_large(|(_, at)| at.elapsed() < FORGET_FAILURES_AFTER);
-        let entry = failures
-            .map
-            .entry(key.to_owned())
-            .or_insert((0, Instant::now()));
-        entry.0 += 1;
-        entry.1 = Instant::now();
+        let now = Instant::now();
+        let entry = failures.map.entry(key.to_owned()).or_insert((0, now));
+        if let Some(every) = decay_every {
+            let periods = now.duration_since(entry.1).as_secs() / every.as_secs().max(1);
+            entry.0 = entry
+                .0
+                .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
     }
 
     fn reset(&self, key: &str) {
@@ -212,7 +223,8 @@ impl Throttle {
             .map_err(|wait| limited("writes from this account", wait))
     }
 
-    /// Refuses a login to `account` from `ip` while it must wait.
+    /// Refuses a login to `account` from `ip` while this client must wait after its own
+    /// failures to the account.
     pub fn login_allowed(&self, account: &str, ip: Option<IpAddr>) -> AppResult<()> {
         if !self.config.enabled {
             return Ok(());
@@ -227,17 +239,23 @@ impl Throttle {
                 return Err(limited("failed sign-ins", left));
             }
         }
+        Ok(())
+    }
+
+    /// The refusal to give while `account` is paused after failures from anywhere, or
+    /// `None`. Whether the client may pass the pause anyway is for the caller to decide.
+    pub fn account_paused(&self, account: &str) -> Option<AppError> {
+        if !self.config.enabled {
+            return None;
+        }
         let (n, last) = self
             .limiter
             .failures(&format!("account:{}", account_key(account)));
-        if n >= LOCK_AFTER
-            && let Some(left) = last
-                .and_then(|last| LOCK_FOR.checked_sub(last.elapsed()))
-                .filter(|d| !d.is_zero())
-        {
-            return Err(limited("failed sign-ins to this account", left));
-        }
-        Ok(())
+        let left = last
+            .filter(|_| n >= LOCK_AFTER)
+            .and_then(|last| LOCK_FOR.checked_sub(last.elapsed()))
+            .filter(|d| !d.is_zero())?;
+        Some(limited("failed sign-ins to this account", left))
     }
 
     /// Records the outcome of a login to `account` from `ip`.
@@ -249,10 +267,14 @@ impl Throttle {
         let whole = format!("account:{}", account_key(account));
         if succeeded {
             self.limiter.reset(&pair);
-            self.limiter.reset(&whole);
+            // A success let through a pause (from a known network) leaves the pause in
+            // place for everyone else: it says nothing about the guesses from elsewhere.
+            if self.account_paused(account).is_none() {
+                self.limiter.reset(&whole);
+            }
         } else {
-            self.limiter.fail(&pair);
-            self.limiter.fail(&whole);
+            self.limiter.fail(&pair, None);
+            self.limiter.fail(&whole, Some(LOCK_DECAY));
         }
     }
 }
@@ -275,7 +297,7 @@ pub fn client_network(ip: IpAddr) -> IpAddr {
 }
 
 /// [`client_network`] as a key: an IPv6 network is written with its prefix length.
-fn address_key(ip: Option<IpAddr>) -> String {
+pub fn address_key(ip: Option<IpAddr>) -> String {
     match ip.map(client_network) {
         None => "unknown".to_owned(),
         Some(IpAddr::V4(v4)) => v4.to_string(),
@@ -374,5 +396,22 @@ mod tests {
         );
         t.login_outcome("a@example.com", ip, true);
         assert!(t.login_allowed("a@example.com", ip).is_ok());
+    }
+
+    #[test]
+    fn an_account_count_decays_between_failures() {
+        let l = MemoryLimiter::default();
+        for _ in 0..3 {
+            l.fail("k", Some(Duration::from_secs(300)));
+        }
+        assert_eq!(l.failures("k").0, 3);
+        // Ten minutes after the last failure, two of the three have faded.
+        l.failures.lock().unwrap().map.get_mut("k").unwrap().1 -= Duration::from_secs(600);
+        l.fail("k", Some(Duration::from_secs(300)));
+        assert_eq!(l.failures("k").0, 2);
+        l.fail("pair", None);
+        l.failures.lock().unwrap().map.get_mut("pair").unwrap().1 -= Duration::from_secs(600);
+        l.fail("pair", None);
+        assert_eq!(l.failures("pair").0, 2, "without decay nothing fades");
     }
 }

@@ -1,19 +1,50 @@
 //! Validation and normalisation of account fields.
 
+use unicode_normalization::UnicodeNormalization;
+
 use crate::error::{AppError, AppResult};
 
 /// An email address as shown to its owner, and the case-folded key it is unique by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
-    /// The address as typed, trimmed of surrounding whitespace.
+    /// The address as typed, trimmed of surrounding whitespace, in Unicode NFC.
     pub address: String,
-    /// The lower-cased address, which no two accounts share.
+    /// [`email_key`] of the address, which no two accounts share.
     pub key: String,
 }
 
-/// Trims and validates an email address.
+/// The form of an address that accounts are unique by and found by: trimmed, composed to
+/// Unicode NFC and then lower-cased, so that the composed and decomposed spellings of one
+/// address (`é` as one code point or as `e` and a combining accent), in any case, are one
+/// key.
+pub fn email_key(input: &str) -> String {
+    let trimmed = input.trim();
+    if trimmed.is_ascii() {
+        return trimmed.to_ascii_lowercase();
+    }
+    // Lower-casing can leave a composable pair behind, so compose once more after it.
+    trimmed
+        .nfc()
+        .collect::<String>()
+        .to_lowercase()
+        .nfc()
+        .collect()
+}
+
+/// An address as kept: trimmed, and composed to Unicode NFC.
+pub fn composed(input: &str) -> String {
+    let trimmed = input.trim();
+    if trimmed.is_ascii() {
+        trimmed.to_owned()
+    } else {
+        trimmed.nfc().collect()
+    }
+}
+
+/// Trims, composes (NFC) and validates an email address.
 pub fn email(field: &'static str, input: &str) -> AppResult<Email> {
-    let address = input.trim();
+    let composed = composed(input);
+    let address = composed.as_str();
     let invalid = |why: &str| AppError::bad_input(field, format!("invalid email address: {why}"));
     if address.is_empty() {
         return Err(invalid("it is empty"));
@@ -57,7 +88,7 @@ pub fn email(field: &'static str, input: &str) -> AppResult<Email> {
     }
     Ok(Email {
         address: address.to_owned(),
-        key: address.to_lowercase(),
+        key: email_key(address),
     })
 }
 
@@ -88,6 +119,16 @@ mod tests {
         let e = email("email", "  Ada.Lovelace@Example.COM \n").unwrap();
         assert_eq!(e.address, "Ada.Lovelace@Example.COM");
         assert_eq!(e.key, "ada.lovelace@example.com");
+    }
+
+    #[test]
+    fn composed_and_decomposed_spellings_are_one_address() {
+        let composed = email("email", "Zo\u{00c9}@example.com").unwrap();
+        let decomposed = email("email", "Zoe\u{0301}@example.com").unwrap();
+        assert_eq!(decomposed.address, "Zo\u{00e9}@example.com");
+        assert_eq!(composed.key, "zo\u{00e9}@example.com");
+        assert_eq!(decomposed.key, composed.key);
+        assert_eq!(email_key(" ZOE\u{0301}@Example.com "), composed.key);
     }
 
     #[test]

@@ -188,6 +188,23 @@ pub async fn revoke(
     Ok(())
 }
 
+/// Revokes every key of `user_id` not yet revoked; returns how many.
+#[tracing::instrument(skip_all, fields(%user_id))]
+pub async fn revoke_all(
+    mut conn: impl AsConn,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    execute!(
+        &mut conn,
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
+        )
+        .bind(user_id)
+        .bind(now)
+    )
+}
+
 /// Records a key's use, unless it was recorded since `stale_before`.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn touch(

@@ -85,6 +85,8 @@ pub struct NewSession<'a> {
     pub absolute_expires_at: DateTime<Utc>,
     /// The client's `User-Agent`, already cut to length.
     pub user_agent: Option<&'a str>,
+    /// The network the client signed in from, as the throttle keys it.
+    pub sign_in_network: Option<&'a str>,
 }
 
 macro_rules! session_columns {
@@ -101,7 +103,8 @@ pub async fn insert(mut conn: impl AsConn, s: &NewSession<'_>) -> Result<(), sql
         &mut conn,
         sqlx::query(
             "INSERT INTO sessions (id, user_id, token_hash, rotated_at, created_at, last_used_at, \
-             expires_at, absolute_expires_at, user_agent) VALUES ($1, $2, $3, $4, $4, $4, $5, $6, $7)",
+             expires_at, absolute_expires_at, user_agent, sign_in_network) \
+             VALUES ($1, $2, $3, $4, $4, $4, $5, $6, $7, $8)",
         )
         .bind(s.id)
         .bind(s.user_id)
@@ -110,8 +113,57 @@ pub async fn insert(mut conn: impl AsConn, s: &NewSession<'_>) -> Result<(), sql
         .bind(s.expires_at)
         .bind(s.absolute_expires_at)
         .bind(s.user_agent)
+        .bind(s.sign_in_network)
     )?;
     Ok(())
+}
+
+/// Whether `user_id` signed in from `network` since `since`, whatever became of that
+/// session.
+#[tracing::instrument(skip_all, fields(%user_id))]
+pub async fn signed_in_from(
+    mut conn: impl AsConn,
+    user_id: Uuid,
+    network: &str,
+    since: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<(i32,)> = sql!(&mut conn, |c| {
+        sqlx::query_as(
+            "SELECT 1 FROM sessions WHERE user_id = $1 AND sign_in_network = $2 \
+             AND created_at > $3 LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(network)
+        .bind(since)
+        .fetch_optional(c)
+        .await
+    })?;
+    Ok(found.is_some())
+}
+
+/// Counts a wrong current password sent on a live session, and ends the session when it
+/// reaches `end_at`. Returns the count, or `None` when the session was no longer live.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn wrong_password(
+    mut conn: impl AsConn,
+    id: Uuid,
+    end_at: i32,
+    now: DateTime<Utc>,
+) -> Result<Option<i32>, sqlx::Error> {
+    let count: Option<(i32,)> = sql!(&mut conn, |c| {
+        sqlx::query_as(
+            "UPDATE sessions SET password_failures = password_failures + 1, \
+             revoked_at = CASE WHEN password_failures + 1 >= $2 THEN $3 END, \
+             revoked_reason = CASE WHEN password_failures + 1 >= $2 THEN 'wrong_password' END \
+             WHERE id = $1 AND revoked_at IS NULL RETURNING password_failures",
+        )
+        .bind(id)
+        .bind(end_at)
+        .bind(now)
+        .fetch_optional(c)
+        .await
+    })?;
+    Ok(count.map(|(n,)| n))
 }
 
 /// Loads a session by id, whether live, expired or revoked.

@@ -204,20 +204,102 @@ pub async fn taken(
     })
 }
 
-/// Replaces a user's password hash, stamping `updated_at` with `now`.
+/// Replaces a user's password hash, stamping `updated_at` with `now`, if it is still
+/// `expected`; returns false when it was changed meanwhile, so that a change computed from
+/// an old password never overwrites a newer one.
 #[tracing::instrument(skip_all, fields(%id))]
-pub async fn set_password_hash(
+pub async fn replace_password_hash(
     mut conn: impl AsConn,
     id: Uuid,
+    expected: &str,
     password_hash: &str,
     now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = execute!(
+        &mut conn,
+        sqlx::query(
+            "UPDATE users SET password_hash = $3, updated_at = $4 \
+             WHERE id = $1 AND password_hash = $2"
+        )
+        .bind(id)
+        .bind(expected)
+        .bind(password_hash)
+        .bind(now)
+    )?;
+    Ok(done == 1)
+}
+
+/// Reads a user inside a transaction that is about to act on what it read (start a
+/// session, rotate a refresh token), and holds the row until the transaction ends, so that
+/// a password change, role change or deactivation cannot commit in between: it waits, and
+/// then sees what this transaction did. PostgreSQL takes a share lock, which concurrent
+/// sign-ins of the same account do not block each other with; SQLite needs none, its
+/// write transactions already run one at a time.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn find_and_hold(
+    mut conn: impl AsConn,
+    id: Uuid,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    match conn.as_conn() {
+        super::ConnRef::Sqlite(c) => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(c)
+            .await
+        }
+        super::ConnRef::Postgres(c) => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE id = $1 FOR SHARE"
+            ))
+            .bind(id)
+            .fetch_optional(c)
+            .await
+        }
+    }
+}
+
+/// The ids, email addresses and email keys of the accounts whose key is not plain ASCII.
+#[tracing::instrument(skip_all)]
+pub async fn non_ascii_email_keys(
+    mut conn: impl AsConn,
+) -> Result<Vec<(Uuid, String, String)>, sqlx::Error> {
+    match conn.as_conn() {
+        super::ConnRef::Sqlite(c) => {
+            sqlx::query_as("SELECT id, email, email_key FROM users WHERE email_key GLOB '*[^ -~]*'")
+                .fetch_all(c)
+                .await
+        }
+        super::ConnRef::Postgres(c) => {
+            sqlx::query_as(
+                "SELECT id, email, email_key FROM users WHERE email_key ~ '[^\\x01-\\x7e]'",
+            )
+            .fetch_all(c)
+            .await
+        }
+    }
+}
+
+/// Replaces an account's email key (and the address, to the same normal form); fails
+/// with a unique violation when another account has it.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn set_email_key(
+    mut conn: impl AsConn,
+    id: Uuid,
+    email: &str,
+    email_key: &str,
 ) -> Result<(), sqlx::Error> {
     execute!(
         &mut conn,
-        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+        sqlx::query("UPDATE users SET email = $2, email_key = $3 WHERE id = $1")
             .bind(id)
-            .bind(password_hash)
-            .bind(now)
+            .bind(email)
+            .bind(email_key)
     )?;
     Ok(())
 }

@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::{
     context::{auth, caller, client, identity, parse_id, spend_credential_attempt},
-    guards::{CanWrite, RoleAtLeast, SessionOnly, SignedIn},
+    guards::{SessionOnly, SignedIn},
     types::{
         ApiKey, AuthPayload, CreateApiKeyInput, CreateApiKeyPayload, LoginInput, RegisterInput,
         Session, User, scopes_of,
@@ -14,7 +14,6 @@ use axum::http::header;
 
 use crate::{
     auth::{Authenticated, api_key::NewKey, register::NewAccount},
-    db::users::Role,
     error::AppError,
     http::cookies::{self, BrowserSession},
 };
@@ -107,10 +106,19 @@ impl AccountMutation {
     }
 
     /// Ends every session of the caller, this one included; returns how many ended.
+    /// With `revokeApiKeys: true` it also revokes every API key of the account, for when
+    /// a device or a key may have been stolen.
     #[graphql(guard = "SessionOnly")]
-    async fn logout_all(&self, ctx: &Context<'_>) -> Result<i32> {
+    async fn logout_all(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Also revoke every API key of the account (default false).")]
+        revoke_api_keys: Option<bool>,
+    ) -> Result<i32> {
         let who = identity(ctx).await?;
-        let ended = auth(ctx).logout_all(who).await?;
+        let ended = auth(ctx)
+            .logout_all(who, revoke_api_keys.unwrap_or(false))
+            .await?;
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
 
@@ -122,8 +130,9 @@ impl AccountMutation {
         Ok(auth(ctx).revoke_session(who, id).await?)
     }
 
-    /// Creates an API key acting for the caller. Needs a signed-in session; the ADMIN
-    /// scope needs an administrator. The secret is in the payload, once.
+    /// Creates an API key acting for the caller. Needs a signed-in session and the
+    /// caller's current password; the ADMIN scope needs an administrator. The secret is in
+    /// the payload, once. A password change revokes the account's keys unless asked not to.
     #[graphql(guard = "SessionOnly")]
     async fn create_api_key(
         &self,
@@ -137,34 +146,50 @@ impl AccountMutation {
             scopes: scopes_of(&input.scopes),
             expires_at: input.expires_at,
         };
-        let (key, secret) = auth(ctx).create_api_key(who, new).await?;
+        let (key, secret) = auth(ctx)
+            .create_api_key(who, new, &input.current_password, client(ctx))
+            .await?;
         Ok(CreateApiKeyPayload {
             api_key: key.into(),
             secret,
         })
     }
 
-    /// Revokes one of the caller's API keys at once (an administrator: anyone's).
-    #[graphql(guard = "RoleAtLeast(Role::Admin).or(CanWrite)")]
+    /// Revokes an API key at once. A signed-in session revokes its owner's keys (an
+    /// administrator's, anyone's). A key revokes itself, and an administrator's ADMIN key
+    /// other users' keys, but no key revokes its owner's other keys.
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ApiKey> {
         let who = identity(ctx).await?;
         let id = parse_id("id", &id)?;
         Ok(auth(ctx).revoke_api_key(who, id).await?.into())
     }
 
-    /// Changes the caller's password and ends all their other sessions.
+    /// Changes the caller's password, ends all their other sessions and revokes every
+    /// API key of the account, so that nothing made with the old password (or a stolen
+    /// session) outlives it; `keepApiKeys: true` keeps the keys. Wrong current passwords
+    /// count as failed sign-ins, and the session ends after three.
     #[graphql(guard = "SessionOnly")]
     async fn change_password(
         &self,
         ctx: &Context<'_>,
-        current_password: String,
+        #[graphql(desc = "The password the account has now.")] current_password: String,
+        #[graphql(desc = "The password to have instead; the same rules as at registration.")]
         new_password: String,
+        #[graphql(desc = "Keep the account's API keys working (default false).")]
+        keep_api_keys: Option<bool>,
     ) -> Result<bool> {
         spend_credential_attempt(ctx)?;
         let who = identity(ctx).await?;
-        Ok(auth(ctx)
-            .change_password(who, &current_password, &new_password)
-            .await?)
+        auth(ctx)
+            .change_password(
+                who,
+                &current_password,
+                &new_password,
+                keep_api_keys.unwrap_or(false),
+                client(ctx),
+            )
+            .await?;
+        Ok(true)
     }
 }
 

@@ -159,7 +159,8 @@ pub struct UpdatePostInput {
 /// A new account made by an administrator.
 #[derive(InputObject, Debug)]
 pub struct CreateUserInput {
-    /// The email address to sign in with; unique regardless of case.
+    /// The email address to sign in with; unique regardless of case and of Unicode
+    /// composition (it is stored in NFC, and compared in NFC lower case).
     pub email: String,
     /// 3 to 32 letters, digits or underscores; unique regardless of case.
     pub username: String,
@@ -230,9 +231,11 @@ impl Session {
 }
 
 /// A new account.
-#[derive(InputObject, Debug)]
+// No `Debug`: it holds a password.
+#[derive(InputObject)]
 pub struct RegisterInput {
-    /// The email address to sign in with; unique regardless of case.
+    /// The email address to sign in with; unique regardless of case and of Unicode
+    /// composition (it is stored in NFC, and compared in NFC lower case).
     pub email: String,
     /// 3 to 32 letters, digits or underscores; unique regardless of case.
     pub username: String,
@@ -241,7 +244,8 @@ pub struct RegisterInput {
 }
 
 /// Credentials to sign in with.
-#[derive(InputObject, Debug)]
+// No `Debug`: it holds a password.
+#[derive(InputObject)]
 pub struct LoginInput {
     /// The account's email address, in any case.
     pub email: String,
@@ -318,7 +322,8 @@ impl From<ApiKeyRow> for ApiKey {
     }
 }
 
-/// A new API key and its secret. (No `Debug`: it holds the secret.)
+/// A new API key and its secret.
+// No `Debug`: it holds the secret.
 #[derive(SimpleObject, Clone)]
 pub struct CreateApiKeyPayload {
     /// The key.
@@ -329,7 +334,8 @@ pub struct CreateApiKeyPayload {
 }
 
 /// A new API key.
-#[derive(InputObject, Debug)]
+// No `Debug`: it holds a password.
+#[derive(InputObject)]
 pub struct CreateApiKeyInput {
     /// A name to recognise the key by: 1 to 100 characters.
     pub name: String,
@@ -337,4 +343,8 @@ pub struct CreateApiKeyInput {
     pub scopes: Vec<ApiKeyScope>,
     /// When the key stops working; never when left out.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The caller's password, confirmed again: a key outlives the session, so a stolen
+    /// session must not be able to make one. Wrong passwords count as failed sign-ins,
+    /// and the session ends after three.
+    pub current_password: String,
 }

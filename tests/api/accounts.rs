@@ -1,9 +1,5 @@
 //! Registering, signing in and the rules accounts follow.
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHasher, Version,
-    password_hash::{SaltString, rand_core::OsRng},
-};
 use quire::db::users;
 use serde_json::json;
 
@@ -214,22 +210,8 @@ async fn login_upgrades_hashes_made_with_older_parameters(db: TestDb) {
     app.signed_up("veteran").await;
 
     // An account whose hash dates from cheaper parameters.
-    let old = Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(4096, 1, 1, None).unwrap(),
-    )
-    .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
-    .unwrap()
-    .to_string();
+    let (user_id, old) = app.give_an_old_hash("veteran@example.com").await;
     let mut conn = app.app.db.acquire().await.unwrap();
-    let user = users::find_by_email_key(&mut conn, "veteran@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    users::set_password_hash(&mut conn, user.id, &old, quire::db::now())
-        .await
-        .unwrap();
 
     // A wrong password leaves it alone; the right one signs in and upgrades it.
     assert_eq!(
@@ -239,7 +221,7 @@ async fn login_upgrades_hashes_made_with_older_parameters(db: TestDb) {
         "UNAUTHENTICATED"
     );
     app.login("veteran@example.com", PASSWORD).await.ok();
-    let stored = users::find_by_id(&mut conn, user.id)
+    let stored = users::find_by_id(&mut conn, user_id)
         .await
         .unwrap()
         .unwrap();

@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Gql, TestApp, TestDb, statements};
+use crate::helpers::{Gql, PASSWORD, TestApp, TestDb, statements};
 
 crate::on_both_databases!(
     scopes_decide_what_a_key_may_do,
@@ -36,7 +36,7 @@ async fn key(
         .gql(
             Some(token),
             CREATE,
-            json!({ "i": { "name": "script", "scopes": scopes, "expiresAt": expires_at } }),
+            json!({ "i": { "name": "script", "scopes": scopes, "expiresAt": expires_at, "currentPassword": PASSWORD } }),
         )
         .await
         .ok();
@@ -86,7 +86,7 @@ async fn scopes_decide_what_a_key_may_do(db: TestDb) {
         format!("mutation {{ updateUserRole(id: \"{victim_id}\", role: USER) {{ role }} }}"),
     );
     let session_only = [
-        ("createApiKey", "mutation { createApiKey(input: { name: \"more\", scopes: [READ] }) { secret } }".to_owned()),
+        ("createApiKey", "mutation { createApiKey(input: { name: \"more\", scopes: [READ], currentPassword: \"correct horse battery staple\" }) { secret } }".to_owned()),
         ("changePassword", "mutation { changePassword(currentPassword: \"correct horse battery staple\", newPassword: \"another long passphrase\") }".to_owned()),
         ("logout", "mutation { logout }".to_owned()),
         ("logout with a refresh token", format!("mutation {{ logout(refreshToken: \"{}\") }}", admin.refresh)),
@@ -136,7 +136,7 @@ async fn keys_are_created_with_care(db: TestDb) {
         .gql(
             Some(&user.access),
             CREATE,
-            json!({ "i": { "name": "  nightly backup  ", "scopes": ["READ", "WRITE"] } }),
+            json!({ "i": { "name": "  nightly backup  ", "scopes": ["READ", "WRITE"], "currentPassword": PASSWORD } }),
         )
         .await
         .ok();
@@ -152,14 +152,20 @@ async fn keys_are_created_with_care(db: TestDb) {
     );
 
     for (input, field) in [
-        (json!({ "name": "", "scopes": ["READ"] }), "name"),
         (
-            json!({ "name": "x".repeat(101), "scopes": ["READ"] }),
+            json!({ "name": "", "scopes": ["READ"], "currentPassword": PASSWORD }),
             "name",
         ),
-        (json!({ "name": "k", "scopes": [] }), "scopes"),
         (
-            json!({ "name": "k", "scopes": ["READ"], "expiresAt": "2001-01-01T00:00:00Z" }),
+            json!({ "name": "x".repeat(101), "scopes": ["READ"], "currentPassword": PASSWORD }),
+            "name",
+        ),
+        (
+            json!({ "name": "k", "scopes": [], "currentPassword": PASSWORD }),
+            "scopes",
+        ),
+        (
+            json!({ "name": "k", "scopes": ["READ"], "expiresAt": "2001-01-01T00:00:00Z", "currentPassword": PASSWORD }),
             "expiresAt",
         ),
     ] {
@@ -174,7 +180,7 @@ async fn keys_are_created_with_care(db: TestDb) {
         .gql(
             Some(&user.access),
             CREATE,
-            json!({ "i": { "name": "k", "scopes": ["ADMIN"] } }),
+            json!({ "i": { "name": "k", "scopes": ["ADMIN"], "currentPassword": PASSWORD } }),
         )
         .await;
     assert_eq!(res.code(), "FORBIDDEN");
@@ -183,7 +189,7 @@ async fn keys_are_created_with_care(db: TestDb) {
         app.gql(
             None,
             CREATE,
-            json!({ "i": { "name": "k", "scopes": ["READ"] } })
+            json!({ "i": { "name": "k", "scopes": ["READ"], "currentPassword": PASSWORD } })
         )
         .await
         .code(),
@@ -555,7 +561,7 @@ async fn the_secret_is_never_shown_again_nor_logged(db: TestDb) {
     let made = send(
         access.clone(),
         CREATE,
-        json!({ "i": { "name": "ci", "scopes": ["READ", "WRITE"] } }),
+        json!({ "i": { "name": "ci", "scopes": ["READ", "WRITE"], "currentPassword": PASSWORD } }),
     )
     .await;
     let secret = made["data"]["createApiKey"]["secret"]

@@ -283,6 +283,11 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// Tokens from a `login` response.
+    pub fn from_login(res: &Gql) -> Self {
+        Self::from_payload(res.data("login"))
+    }
+
     fn from_payload(p: &Value) -> Self {
         Self {
             access: p["accessToken"].as_str().expect("accessToken").to_owned(),
@@ -487,6 +492,41 @@ impl TestApp {
         self.signed_in(username).await
     }
 
+    /// Gives `email`'s account a hash of [`PASSWORD`] made with cheaper, older argon2
+    /// parameters, as an account from an older release would have; returns the account's
+    /// id and that hash.
+    pub async fn give_an_old_hash(&self, email: &str) -> (uuid::Uuid, String) {
+        use argon2::{
+            Algorithm, Argon2, Params, PasswordHasher, Version,
+            password_hash::{SaltString, rand_core::OsRng},
+        };
+        use quire::db::users;
+        let old = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 1, 1, None).unwrap(),
+        )
+        .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+        let mut conn = self.app.db.acquire().await.unwrap();
+        let user = users::find_by_email_key(&mut conn, email)
+            .await
+            .unwrap()
+            .expect("the account exists");
+        let replaced = users::replace_password_hash(
+            &mut conn,
+            user.id,
+            &user.password_hash,
+            &old,
+            quire::db::now(),
+        )
+        .await
+        .unwrap();
+        assert!(replaced);
+        (user.id, old)
+    }
+
     /// Writes a post as `token` and returns its id.
     pub async fn post(&self, token: &str, title: &str, published: bool) -> String {
         let res = self
@@ -628,12 +668,24 @@ pub struct Process {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     child: std::process::Child,
+    /// Its log lines, when they are kept.
+    logs: Option<Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 impl TestDb {
     /// Starts `quire serve` on this database with `env` besides the defaults (brute-force
     /// protection off, as in [`TestDb::settings`]), and waits until it listens.
     pub async fn serve_process(&self, env: &[(&str, &str)]) -> Process {
+        self.start_process(env, false).await
+    }
+
+    /// [`TestDb::serve_process`], keeping every line the process logs for
+    /// [`Process::logs`].
+    pub async fn serve_process_logged(&self, env: &[(&str, &str)]) -> Process {
+        self.start_process(env, true).await
+    }
+
+    async fn start_process(&self, env: &[(&str, &str)], keep_logs: bool) -> Process {
         use std::{
             io::{BufRead, BufReader},
             process::{Command, Stdio},
@@ -676,10 +728,19 @@ impl TestDb {
                 seen.push(line);
             };
             // Keep reading, so that the process never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
+            let logs = keep_logs.then(|| Arc::new(std::sync::Mutex::new(seen)));
+            let kept = logs.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    if let Some(kept) = &kept {
+                        kept.lock().unwrap().push(line);
+                    }
+                }
+            });
             Process {
                 base: format!("http://{address}"),
                 child,
+                logs,
             }
         })
         .await
@@ -688,6 +749,16 @@ impl TestDb {
 }
 
 impl Process {
+    /// The lines it logged so far (from [`TestDb::serve_process_logged`]).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs
+            .as_ref()
+            .expect("a process started with its logs kept")
+            .lock()
+            .unwrap()
+            .clone()
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -22,6 +22,7 @@ mod posts;
 mod sessions;
 mod sockets;
 pub mod subscriptions;
+mod takeover;
 mod throttle;
 mod tokens;
 mod transactions;

@@ -28,6 +28,7 @@ crate::on_both_databases!(
     a_connection_never_initialised_closes_after_ten_seconds,
     a_socket_closes_when_its_session_ends,
     a_socket_closes_when_its_key_is_revoked_or_its_owner_deactivated,
+    a_demoted_administrators_sockets_close_at_once,
     new_posts_reach_subscribers_once_published,
     vote_counts_reach_subscribers_as_they_change,
     votes_on_a_draft_reach_its_author_alone,
@@ -425,7 +426,7 @@ async fn api_key(app: &TestApp, access: &str, scopes: &[&str]) -> (String, Strin
         .gql(
             Some(access),
             "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret apiKey { id } } }",
-            json!({ "i": { "name": "listener", "scopes": scopes } }),
+            json!({ "i": { "name": "listener", "scopes": scopes, "currentPassword": crate::helpers::PASSWORD } }),
         )
         .await
         .ok();
@@ -908,6 +909,59 @@ async fn a_socket_closes_when_its_key_is_revoked_or_its_owner_deactivated(db: Te
     assert_eq!(by_session.closed(WAIT).await, 4401);
     assert_eq!(by_spare.closed(WAIT).await, 4401);
     by_admin.stays_open().await;
+}
+
+async fn a_demoted_administrators_sockets_close_at_once(db: TestDb) {
+    let app = db.spawn().await;
+    let root = app.admin("root").await;
+    let ops = app.admin("ops").await;
+    let ops_id = app.user_id(&ops.access).await;
+    let bob = app.signed_up("bob").await;
+    let (_, ops_key) = api_key(&app, &ops.access, &["READ", "ADMIN"]).await;
+    let with_emails = "subscription { postCreated { title author { username email } } }";
+
+    let mut by_session = Ws::signed_in(&app, &ops.access).await;
+    let mut by_key = Ws::ready(
+        &app,
+        "/graphql",
+        TRANSPORT_WS,
+        json!({ "X-API-Key": ops_key }),
+    )
+    .await;
+    let mut bobs = Ws::signed_in(&app, &bob.access).await;
+    for ws in [&mut by_session, &mut by_key] {
+        ws.subscribe("1", with_emails, json!({})).await;
+        assert_eq!(ws.round_trip().await, Vec::<Value>::new());
+    }
+    // An administrator sees authors' emails.
+    app.post(&bob.access, "Before", true).await;
+    for ws in [&mut by_session, &mut by_key] {
+        assert_eq!(
+            ws.next_data("1").await["postCreated"]["author"]["email"],
+            "bob@example.com"
+        );
+    }
+
+    // Demoted, at once: the sockets that were opened with admin sight close, well before
+    // any periodic recheck, and other users' sockets stay.
+    app.gql(
+        Some(&root.access),
+        "mutation($id: ID!) { updateUserRole(id: $id, role: USER) { role } }",
+        json!({ "id": ops_id }),
+    )
+    .await
+    .ok();
+    assert_eq!(by_session.closed(WAIT).await, 4401);
+    assert_eq!(by_key.closed(WAIT).await, 4401);
+    bobs.stays_open().await;
+    // A new socket sees what a user sees.
+    let mut again = Ws::signed_in(&app, &ops.access).await;
+    again.subscribe("1", with_emails, json!({})).await;
+    assert_eq!(again.round_trip().await, Vec::<Value>::new());
+    app.post(&bob.access, "After", true).await;
+    let seen = again.next_data("1").await;
+    assert_eq!(seen["postCreated"]["title"], "After");
+    assert!(seen["postCreated"]["author"]["email"].is_null(), "{seen}");
 }
 
 async fn new_posts_reach_subscribers_once_published(db: TestDb) {

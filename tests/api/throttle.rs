@@ -15,6 +15,7 @@ crate::on_both_databases!(
     failed_sign_ins_back_off_exponentially_until_one_succeeds,
     forwarded_addresses_count_only_from_trusted_proxies,
     an_account_pauses_after_a_hundred_failures_from_anywhere,
+    a_paused_account_lets_its_owner_in_from_where_they_signed_in,
     an_account_has_a_budget_of_writes_however_it_sends_them,
 );
 
@@ -317,4 +318,80 @@ async fn an_account_pauses_after_a_hundred_failures_from_anywhere(db: TestDb) {
     );
     // Other accounts sign in as ever.
     app.signed_up("bob").await;
+}
+
+async fn a_paused_account_lets_its_owner_in_from_where_they_signed_in(db: TestDb) {
+    let app = db
+        .spawn_with(|s| {
+            s.rate_limit = "on".into();
+            s.trusted_proxies = "127.0.0.1".into();
+        })
+        .await;
+    app.signed_up("ada").await;
+    // The owner signs in at home; an attacker then fails a hundred times from elsewhere.
+    let home = "203.0.113.5";
+    let session = login_from(&app, Some(home), "ada@example.com", PASSWORD)
+        .await
+        .ok();
+    let access = session
+        .data("login.accessToken")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..100 {
+        let address = format!("198.51.{}.{}", i / 200, i % 200 + 1);
+        let res = login_from(&app, Some(&address), "ada@example.com", "a wrong guess").await;
+        assert_eq!(res.code(), "UNAUTHENTICATED", "attempt {i}");
+    }
+    // A new place waits, even with the right password.
+    let elsewhere = login_from(&app, Some("203.0.113.77"), "ada@example.com", PASSWORD).await;
+    assert_eq!(elsewhere.code(), "RATE_LIMITED");
+    // From home the owner still gets in, and a wrong password there gets the usual
+    // answer.
+    login_from(&app, Some(home), "ada@example.com", PASSWORD)
+        .await
+        .ok();
+    assert_eq!(
+        login_from(&app, Some(home), "ada@example.com", "a slip of the finger")
+            .await
+            .code(),
+        "UNAUTHENTICATED"
+    );
+    // A stolen session used from elsewhere cannot check passwords meanwhile; the owner's
+    // own, from home, can.
+    let change = "mutation { changePassword(currentPassword: \"correct horse battery staple\", \
+         newPassword: \"a much newer passphrase\") }";
+    let from_elsewhere = app
+        .gql_with(
+            Some(&access),
+            &[("x-forwarded-for", "203.0.113.77")],
+            change,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        from_elsewhere.code(),
+        "RATE_LIMITED",
+        "{}",
+        from_elsewhere.body
+    );
+    let changed = app
+        .gql_with(
+            Some(&access),
+            &[("x-forwarded-for", home)],
+            change,
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(changed.data("changePassword"), true);
+    // The owner's success does not lift the pause for the attacker's places.
+    let still = login_from(
+        &app,
+        Some("203.0.113.77"),
+        "ada@example.com",
+        "a much newer passphrase",
+    )
+    .await;
+    assert_eq!(still.code(), "RATE_LIMITED", "{}", still.body);
 }
