@@ -17,7 +17,8 @@ use crate::{
     db::{
         self,
         api_keys::{self, ApiKeyRow, NewApiKey},
-        users::UserRow,
+        sessions,
+        users::{self, UserRow},
     },
     error::{AppError, AppResult},
 };
@@ -188,15 +189,33 @@ impl Auth {
             expires_at: new.expires_at.map(db::truncate),
             revoked_at: None,
         };
-        let mut conn = self.db.acquire().await?;
+        // Made only if, at commit, the password is the one just confirmed and the session
+        // is live: a password change or `logoutAll` racing this either waits for it and
+        // then revokes the key, or wins and refuses it.
+        let mut tx = self.db.begin().await?;
+        let held = users::find_and_hold(&mut tx, who.user.id, users::Hold::Share).await?;
+        let session_live = match who.session_id() {
+            Some(id) => sessions::find(&mut tx, id)
+                .await?
+                .is_some_and(|s| s.is_live(db::now())),
+            None => true,
+        };
+        if !session_live
+            || !held.is_some_and(|u| u.password_hash == who.user.password_hash && u.is_active())
+        {
+            return Err(AppError::Unauthenticated(
+                "this session has ended; sign in again",
+            ));
+        }
         api_keys::insert(
-            &mut conn,
+            &mut tx,
             &NewApiKey {
                 row: &row,
                 secret_hash: &hash_secret(&secret),
             },
         )
         .await?;
+        tx.commit().await?;
         tracing::info!(api_key_id = %row.id, scopes = %row.scopes, "API key created");
         Ok((row, secret))
     }
@@ -249,7 +268,7 @@ impl Auth {
         if key.user_id != user_id || !key.is_live(now) {
             return Ok(false);
         }
-        Ok(crate::db::users::find_by_id(&mut conn, user_id)
+        Ok(users::find_by_id(&mut conn, user_id)
             .await?
             .is_some_and(|user| user.is_active() && user.role == owner.role))
     }

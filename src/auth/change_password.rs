@@ -71,6 +71,17 @@ impl Auth {
             expected = stored.map(|u| u.password_hash).unwrap_or_default();
             tx = self.db.begin().await?;
         }
+        // The caller's own session must still be live: a `logoutAll` that committed
+        // first ended it, and what it ended stays ended.
+        if let Some(id) = who.session_id()
+            && !sessions::find(&mut tx, id)
+                .await?
+                .is_some_and(|s| s.is_live(now))
+        {
+            return Err(AppError::Unauthenticated(
+                "this session has ended; sign in again",
+            ));
+        }
         let sessions_ended = sessions::revoke_all(
             &mut tx,
             who.user.id,

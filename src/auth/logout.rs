@@ -7,6 +7,7 @@ use crate::{
     db::{
         self, api_keys,
         sessions::{self, RevokeReason, SessionRow},
+        users,
     },
     error::{AppError, AppResult},
 };
@@ -65,6 +66,9 @@ impl Auth {
     pub async fn logout_all(&self, who: &Identity, revoke_api_keys: bool) -> AppResult<u64> {
         let now = db::now();
         let mut tx = self.db.begin().await?;
+        // Held alone, so that a sign-in or a key creation racing this either finishes
+        // first, and then ends here, or waits and comes after.
+        users::find_and_hold(&mut tx, who.user.id, users::Hold::Exclusive).await?;
         let n =
             sessions::revoke_all(&mut tx, who.user.id, None, RevokeReason::LogoutAll, now).await?;
         let keys = if revoke_api_keys {

@@ -32,9 +32,9 @@ use crate::{
     db::{
         self, Db, DbTx,
         sessions::{self, NewSession},
-        users::{self, UserRow},
+        users::UserRow,
     },
-    error::AppResult,
+    error::{AppError, AppResult},
     events::{Event, Events},
 };
 
@@ -125,30 +125,36 @@ impl Auth {
     /// Refuses a password attempt on `account` (an [`validate::email_key`]) from `client`
     /// while it must wait: after its own failures to the account, or while the account is
     /// paused after failures from anywhere, unless the account signed in from the
-    /// client's network in the last 30 days. An attacker cannot lock the owner out of the
-    /// places they sign in from.
-    async fn password_attempt_allowed(&self, account: &str, client: &ClientInfo) -> AppResult<()> {
+    /// client's network in the last 30 days (and since its password last changed). An
+    /// attacker cannot lock the owner out of the places they sign in from.
+    ///
+    /// Returns the refusal that was waived for such a client, if any: should its password
+    /// be wrong, it gets that refusal rather than the usual answer, so that the pause
+    /// tells nobody whether the account exists or was used from there.
+    async fn password_attempt_allowed(
+        &self,
+        account: &str,
+        client: &ClientInfo,
+    ) -> AppResult<Option<AppError>> {
         self.throttle.login_allowed(account, client.ip)?;
-        let Some(refusal) = self.throttle.account_paused(account) else {
-            return Ok(());
+        let Some(left) = self.throttle.account_paused(account) else {
+            return Ok(None);
         };
+        let refusal = self.throttle.paused_refusal(left);
         let Some(ip) = client.ip else {
             return Err(refusal);
         };
-        let mut conn = self.db.acquire().await?;
-        let known = match users::find_by_email_key(&mut conn, account).await? {
-            Some(user) => {
-                let network = throttle::address_key(Some(ip));
-                let since = db::now() - KNOWN_NETWORK_FOR;
-                sessions::signed_in_from(&mut conn, user.id, &network, since).await?
-            }
-            None => false,
+        let known = {
+            let mut conn = self.db.acquire().await?;
+            let network = throttle::address_key(Some(ip));
+            let since = db::now() - KNOWN_NETWORK_FOR;
+            sessions::signed_in_from(&mut conn, account, &network, since).await?
         };
         if !known {
             return Err(refusal);
         }
         tracing::info!("account paused after failed sign-ins; passed from a known network");
-        Ok(())
+        Ok(Some(refusal))
     }
 
     /// Starts a session for `user` inside `tx` and issues its first tokens.

@@ -114,7 +114,7 @@ impl Auth {
 
 /// The session's user, held until the transaction ends, if the account is active.
 async fn active_user(tx: &mut db::DbTx, user_id: uuid::Uuid) -> AppResult<UserRow> {
-    users::find_and_hold(tx, user_id)
+    users::find_and_hold(tx, user_id, users::Hold::Share)
         .await?
         .filter(|u| u.is_active())
         .ok_or(AppError::Unauthenticated(INVALID))

@@ -50,8 +50,11 @@ pub trait Limiter: Send + Sync {
     /// The failures recorded for `key` as counted at the last one, and when that was.
     fn failures(&self, key: &str) -> (u32, Option<Instant>);
     /// Records a failure for `key`. With `decay_every`, the count first loses one for
-    /// every such period since the last failure.
+    /// every whole such period it has held, however often failures come.
     fn fail(&self, key: &str, decay_every: Option<Duration>);
+    /// Takes back one failure of `key`: one counted ahead for an attempt that did not
+    /// fail after all.
+    fn forgive(&self, key: &str);
     /// Forgets the failures of `key`.
     fn reset(&self, key: &str);
 }
@@ -68,7 +71,18 @@ const PRUNE_FROM: usize = 10_000;
 #[derive(Default)]
 pub struct MemoryLimiter {
     buckets: Mutex<Pruned<(f64, Instant, Duration)>>,
-    failures: Mutex<Pruned<(u32, Instant)>>,
+    failures: Mutex<Pruned<Failures>>,
+}
+
+/// One key's failures.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    /// When the last one was.
+    last: Instant,
+    /// Where decay has been counted up to: moved on by whole periods only, so that
+    /// failures coming more often than a period do not stop the count from decaying.
+    decayed_to: Instant,
 }
 
 /// A map that is pruned when it grows.
@@ -128,22 +142,37 @@ impl Limiter for MemoryLimiter {
         failures
             .map
             .get(key)
-            .map_or((0, None), |(n, at)| (*n, Some(*at)))
+            .map_or((0, None), |f| (f.count, Some(f.last)))
     }
 
     fn fail(&self, key: &str, decay_every: Option<Duration>) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.prune_if_large(|(_, at)| at.elapsed() < FORGET_FAILURES_AFTER);
+        failures.prune_if_large(|f| f.last.elapsed() < FORGET_FAILURES_AFTER);
         let now = Instant::now();
-        let entry = failures.map.entry(key.to_owned()).or_insert((0, now));
-        if let Some(every) = decay_every {
-            let periods = now.duration_since(entry.1).as_secs() / every.as_secs().max(1);
-            entry.0 = entry
-                .0
-                .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
+        let entry = failures.map.entry(key.to_owned()).or_insert(Failures {
+            count: 0,
+            last: now,
+            decayed_to: now,
+        });
+        if let Some(every) = decay_every.filter(|d| !d.is_zero()) {
+            let periods = now.duration_since(entry.decayed_to).as_nanos() / every.as_nanos();
+            let periods = u32::try_from(periods).unwrap_or(u32::MAX);
+            entry.count = entry.count.saturating_sub(periods);
+            entry.decayed_to = if entry.count == 0 {
+                now
+            } else {
+                entry.decayed_to + every * periods
+            };
         }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = now;
+        entry.count = entry.count.saturating_add(1);
+        entry.last = now;
+    }
+
+    fn forgive(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = failures.map.get_mut(key) {
+            entry.count = entry.count.saturating_sub(1);
+        }
     }
 
     fn reset(&self, key: &str) {
@@ -242,41 +271,68 @@ impl Throttle {
         Ok(())
     }
 
-    /// The refusal to give while `account` is paused after failures from anywhere, or
-    /// `None`. Whether the client may pass the pause anyway is for the caller to decide.
-    pub fn account_paused(&self, account: &str) -> Option<AppError> {
+    /// How long `account` stays paused after failures from anywhere, if it is. Whether
+    /// the client may pass the pause anyway is for the caller to decide.
+    pub fn account_paused(&self, account: &str) -> Option<Duration> {
         if !self.config.enabled {
             return None;
         }
-        let (n, last) = self
-            .limiter
-            .failures(&format!("account:{}", account_key(account)));
-        let left = last
-            .filter(|_| n >= LOCK_AFTER)
+        let (n, last) = self.limiter.failures(&account_failures(account));
+        last.filter(|_| n >= LOCK_AFTER)
             .and_then(|last| LOCK_FOR.checked_sub(last.elapsed()))
-            .filter(|d| !d.is_zero())?;
-        Some(limited("failed sign-ins to this account", left))
+            .filter(|d| !d.is_zero())
     }
 
-    /// Records the outcome of a login to `account` from `ip`.
-    pub fn login_outcome(&self, account: &str, ip: Option<IpAddr>, succeeded: bool) {
+    /// The refusal of a login to a paused account, `left` before the pause ends.
+    pub fn paused_refusal(&self, left: Duration) -> AppError {
+        limited("failed sign-ins to this account", left)
+    }
+
+    /// Counts a login to `account` from `ip` as failed before its password is checked,
+    /// so that attempts sent at once all see each other's failures: the back-off and
+    /// the pause hold however many arrive together. [`Throttle::login_outcome`] then
+    /// undoes it if the attempt did not fail.
+    pub fn login_attempt(&self, account: &str, ip: Option<IpAddr>) {
+        if !self.config.enabled {
+            return;
+        }
+        self.limiter.fail(&pair(account, ip), None);
+        self.limiter
+            .fail(&account_failures(account), Some(LOCK_DECAY));
+    }
+
+    /// Settles a login attempt counted by [`Throttle::login_attempt`]: `Some(true)` for a
+    /// success, which forgets the client's failures (and the account's, unless it is
+    /// paused: a success let through a pause from a known network says nothing of the
+    /// guesses from elsewhere), `Some(false)` for refused credentials, which stay
+    /// counted, and `None` for an attempt that could not be judged (a server error),
+    /// which is taken back.
+    pub fn login_outcome(&self, account: &str, ip: Option<IpAddr>, succeeded: Option<bool>) {
         if !self.config.enabled {
             return;
         }
         let pair = pair(account, ip);
-        let whole = format!("account:{}", account_key(account));
-        if succeeded {
-            self.limiter.reset(&pair);
-            // A success let through a pause (from a known network) leaves the pause in
-            // place for everyone else: it says nothing about the guesses from elsewhere.
-            if self.account_paused(account).is_none() {
-                self.limiter.reset(&whole);
+        let whole = account_failures(account);
+        match succeeded {
+            Some(true) => {
+                self.limiter.reset(&pair);
+                if self.account_paused(account).is_none() {
+                    self.limiter.reset(&whole);
+                } else {
+                    self.limiter.forgive(&whole);
+                }
             }
-        } else {
-            self.limiter.fail(&pair, None);
-            self.limiter.fail(&whole, Some(LOCK_DECAY));
+            Some(false) => {}
+            None => {
+                self.limiter.forgive(&pair);
+                self.limiter.forgive(&whole);
+            }
         }
     }
+}
+
+fn account_failures(account: &str) -> String {
+    format!("account:{}", account_key(account))
 }
 
 fn pair(account: &str, ip: Option<IpAddr>) -> String {
@@ -383,7 +439,8 @@ mod tests {
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         for _ in 0..5 {
             assert!(t.login_allowed("a@example.com", ip).is_ok());
-            t.login_outcome("a@example.com", ip, false);
+            t.login_attempt("a@example.com", ip);
+            t.login_outcome("a@example.com", ip, Some(false));
         }
         let err = t.login_allowed("a@example.com", ip).unwrap_err();
         assert!(
@@ -394,24 +451,49 @@ mod tests {
             t.login_allowed("a@example.com", Some(IpAddr::from([10, 0, 0, 2])))
                 .is_ok()
         );
-        t.login_outcome("a@example.com", ip, true);
+        t.login_attempt("a@example.com", ip);
+        t.login_outcome("a@example.com", ip, Some(true));
+        assert!(t.login_allowed("a@example.com", ip).is_ok());
+        // An attempt that could not be judged is taken back.
+        for _ in 0..4 {
+            t.login_attempt("a@example.com", ip);
+            t.login_outcome("a@example.com", ip, Some(false));
+        }
+        t.login_attempt("a@example.com", ip);
+        t.login_outcome("a@example.com", ip, None);
         assert!(t.login_allowed("a@example.com", ip).is_ok());
     }
 
     #[test]
-    fn an_account_count_decays_between_failures() {
+    fn an_account_count_decays_however_often_failures_come() {
         let l = MemoryLimiter::default();
+        let every = Some(Duration::from_secs(300));
         for _ in 0..3 {
-            l.fail("k", Some(Duration::from_secs(300)));
+            l.fail("k", every);
         }
         assert_eq!(l.failures("k").0, 3);
-        // Ten minutes after the last failure, two of the three have faded.
-        l.failures.lock().unwrap().map.get_mut("k").unwrap().1 -= Duration::from_secs(600);
-        l.fail("k", Some(Duration::from_secs(300)));
+        let age = |l: &MemoryLimiter, key: &str, by: Duration| {
+            let mut failures = l.failures.lock().unwrap();
+            let f = failures.map.get_mut(key).unwrap();
+            f.last -= by;
+            f.decayed_to -= by;
+        };
+        // Ten minutes on, two of the three have faded.
+        age(&l, "k", Duration::from_secs(600));
+        l.fail("k", every);
         assert_eq!(l.failures("k").0, 2);
+        // Failures every four minutes still decay: one period in every five minutes.
+        for _ in 0..5 {
+            age(&l, "k", Duration::from_secs(240));
+            l.fail("k", every);
+        }
+        assert_eq!(l.failures("k").0, 2 + 5 - 4, "20 minutes: four periods");
+        // Without decay nothing fades; forgiving takes one back.
         l.fail("pair", None);
-        l.failures.lock().unwrap().map.get_mut("pair").unwrap().1 -= Duration::from_secs(600);
+        age(&l, "pair", Duration::from_secs(600));
         l.fail("pair", None);
-        assert_eq!(l.failures("pair").0, 2, "without decay nothing fades");
+        assert_eq!(l.failures("pair").0, 2);
+        l.forgive("pair");
+        assert_eq!(l.failures("pair").0, 1);
     }
 }

@@ -118,21 +118,26 @@ pub async fn insert(mut conn: impl AsConn, s: &NewSession<'_>) -> Result<(), sql
     Ok(())
 }
 
-/// Whether `user_id` signed in from `network` since `since`, whatever became of that
-/// session.
-#[tracing::instrument(skip_all, fields(%user_id))]
+/// Whether the account with `email_key` signed in from `network` since `since` and since
+/// its password (or anything else of it) last changed, on a session that did not end for
+/// a stolen token or wrong passwords. One statement, whether or not the account exists.
+#[tracing::instrument(skip_all)]
 pub async fn signed_in_from(
     mut conn: impl AsConn,
-    user_id: Uuid,
+    email_key: &str,
     network: &str,
     since: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let found: Option<(i32,)> = sql!(&mut conn, |c| {
         sqlx::query_as(
-            "SELECT 1 FROM sessions WHERE user_id = $1 AND sign_in_network = $2 \
-             AND created_at > $3 LIMIT 1",
+            "SELECT 1 FROM users u JOIN sessions s ON s.user_id = u.id \
+             WHERE u.email_key = $1 AND s.sign_in_network = $2 AND s.created_at > $3 \
+             AND s.created_at >= u.updated_at \
+             AND (s.revoked_reason IS NULL \
+                  OR s.revoked_reason NOT IN ('refresh_token_reuse', 'wrong_password')) \
+             LIMIT 1",
         )
-        .bind(user_id)
+        .bind(email_key)
         .bind(network)
         .bind(since)
         .fetch_optional(c)
@@ -141,29 +146,62 @@ pub async fn signed_in_from(
     Ok(found.is_some())
 }
 
-/// Counts a wrong current password sent on a live session, and ends the session when it
-/// reaches `end_at`. Returns the count, or `None` when the session was no longer live.
+/// Takes one of a live session's password checks before the password is checked, so
+/// that checks sent at once cannot together make more guesses than `allowed`. Returns
+/// false when the session has ended or has none left.
 #[tracing::instrument(skip_all, fields(%id))]
-pub async fn wrong_password(
+pub async fn take_password_check(
     mut conn: impl AsConn,
     id: Uuid,
-    end_at: i32,
-    now: DateTime<Utc>,
-) -> Result<Option<i32>, sqlx::Error> {
-    let count: Option<(i32,)> = sql!(&mut conn, |c| {
-        sqlx::query_as(
-            "UPDATE sessions SET password_failures = password_failures + 1, \
-             revoked_at = CASE WHEN password_failures + 1 >= $2 THEN $3 END, \
-             revoked_reason = CASE WHEN password_failures + 1 >= $2 THEN 'wrong_password' END \
-             WHERE id = $1 AND revoked_at IS NULL RETURNING password_failures",
+    allowed: i32,
+) -> Result<bool, sqlx::Error> {
+    let done = execute!(
+        &mut conn,
+        sqlx::query(
+            "UPDATE sessions SET password_failures = password_failures + 1 \
+             WHERE id = $1 AND revoked_at IS NULL AND password_failures < $2",
         )
         .bind(id)
-        .bind(end_at)
+        .bind(allowed)
+    )?;
+    Ok(done == 1)
+}
+
+/// Gives back a password check taken by [`take_password_check`] whose password was
+/// right (or could not be checked).
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn give_back_password_check(mut conn: impl AsConn, id: Uuid) -> Result<(), sqlx::Error> {
+    execute!(
+        &mut conn,
+        sqlx::query(
+            "UPDATE sessions SET password_failures = password_failures - 1 \
+             WHERE id = $1 AND password_failures > 0",
+        )
+        .bind(id)
+    )?;
+    Ok(())
+}
+
+/// Ends a live session that has used up its `allowed` password checks on wrong
+/// passwords; returns whether it ended now.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn end_if_out_of_password_checks(
+    mut conn: impl AsConn,
+    id: Uuid,
+    allowed: i32,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = execute!(
+        &mut conn,
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $3, revoked_reason = 'wrong_password' \
+             WHERE id = $1 AND revoked_at IS NULL AND password_failures >= $2",
+        )
+        .bind(id)
+        .bind(allowed)
         .bind(now)
-        .fetch_optional(c)
-        .await
-    })?;
-    Ok(count.map(|(n,)| n))
+    )?;
+    Ok(done == 1)
 }
 
 /// Loads a session by id, whether live, expired or revoked.

@@ -25,14 +25,3 @@ pub async fn get_or_insert(
             .await
     })
 }
-
-/// The value stored under `key`, if any.
-#[tracing::instrument(skip_all, fields(key))]
-pub async fn find(mut conn: impl AsConn, key: &str) -> Result<Option<String>, sqlx::Error> {
-    sql!(&mut conn, |c| {
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(c)
-            .await
-    })
-}

@@ -229,16 +229,28 @@ pub async fn replace_password_hash(
     Ok(done == 1)
 }
 
+/// How [`find_and_hold`] holds a user's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Against changes: others may read and hold it too (starting sessions, making keys).
+    Share,
+    /// Against changes and against other holders, for a transaction that will change the
+    /// row or must see no session or key begun meanwhile (a hash upgrade, `logoutAll`).
+    /// Two holders sharing a row and then both updating it would deadlock.
+    Exclusive,
+}
+
 /// Reads a user inside a transaction that is about to act on what it read (start a
-/// session, rotate a refresh token), and holds the row until the transaction ends, so that
-/// a password change, role change or deactivation cannot commit in between: it waits, and
-/// then sees what this transaction did. PostgreSQL takes a share lock, which concurrent
-/// sign-ins of the same account do not block each other with; SQLite needs none, its
-/// write transactions already run one at a time.
+/// session, rotate a refresh token, make a key), and holds the row until the transaction
+/// ends, so that a password change, role change or deactivation cannot commit in
+/// between: it waits, and then sees what this transaction did. PostgreSQL takes a row
+/// lock (`FOR SHARE`, or `FOR NO KEY UPDATE`); SQLite needs none, its write transactions
+/// already run one at a time.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn find_and_hold(
     mut conn: impl AsConn,
     id: Uuid,
+    hold: Hold,
 ) -> Result<Option<UserRow>, sqlx::Error> {
     match conn.as_conn() {
         super::ConnRef::Sqlite(c) => {
@@ -252,14 +264,19 @@ pub async fn find_and_hold(
             .await
         }
         super::ConnRef::Postgres(c) => {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users WHERE id = $1 FOR SHARE"
-            ))
-            .bind(id)
-            .fetch_optional(c)
-            .await
+            let sql = match hold {
+                Hold::Share => concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE id = $1 FOR SHARE"
+                ),
+                Hold::Exclusive => concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE id = $1 FOR NO KEY UPDATE"
+                ),
+            };
+            sqlx::query_as(sql).bind(id).fetch_optional(c).await
         }
     }
 }

@@ -14,6 +14,8 @@ crate::on_both_databases!(
     sign_ins_racing_a_password_change_keep_no_session,
     sign_ins_racing_a_deactivation_do_not_come_back,
     a_stolen_session_cannot_guess_the_password,
+    password_checks_sent_at_once_guess_no_more,
+    keys_made_while_the_password_changes_do_not_outlive_it,
     keys_need_the_password_and_end_with_it,
     a_key_cannot_take_its_owners_other_keys_away,
     composed_and_decomposed_addresses_are_one_account,
@@ -43,8 +45,14 @@ async fn staggered_logins(
     .await
 }
 
-/// The access tokens of the sign-ins that succeeded.
+/// The access tokens of the sign-ins that succeeded; every other one must have been
+/// refused as a failed sign-in, never failed otherwise (a deadlock, say).
 fn signed_in(results: &[Gql]) -> Vec<String> {
+    for r in results {
+        if r.body.get("errors").is_some() {
+            assert_eq!(r.code(), "UNAUTHENTICATED", "{}", r.body);
+        }
+    }
     results
         .iter()
         .filter(|r| r.body.get("errors").is_none())
@@ -187,14 +195,19 @@ async fn sign_ins_racing_a_deactivation_do_not_come_back(db: TestDb) {
     }
 }
 
+/// An application counting failed sign-ins, with a budget of credential operations large
+/// enough to stay out of the way.
+async fn counting_failures(db: &TestDb) -> TestApp {
+    db.spawn_with(|s| {
+        s.rate_limit = "on".into();
+        s.rate_limit_per_minute = "1000".into();
+        s.rate_limit_burst = "1000".into();
+    })
+    .await
+}
+
 async fn a_stolen_session_cannot_guess_the_password(db: TestDb) {
-    let app = db
-        .spawn_with(|s| {
-            s.rate_limit = "on".into();
-            s.rate_limit_per_minute = "1000".into();
-            s.rate_limit_burst = "1000".into();
-        })
-        .await;
+    let app = counting_failures(&db).await;
     let owner = app.signed_up("ada").await;
     let stolen = app.signed_in("ada").await;
     let guess = |access: &str, password: &'static str| {
@@ -247,6 +260,104 @@ async fn a_stolen_session_cannot_guess_the_password(db: TestDb) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     guess(&owner.access, PASSWORD).await.ok();
     app.login("ada@example.com", NEW_PASSWORD).await.ok();
+}
+
+async fn password_checks_sent_at_once_guess_no_more(db: TestDb) {
+    let app = counting_failures(&db).await;
+    app.signed_up("ada").await;
+    let stolen = app.signed_in("ada").await;
+    // Twelve wrong guesses at once, through both operations that check the password.
+    let guesses = join_all((0..12).map(|i| {
+        let access = stolen.access.clone();
+        let app = &app;
+        async move {
+            if i % 2 == 0 {
+                app.gql(
+                    Some(&access),
+                    CHANGE,
+                    json!({ "c": format!("wrong guess {i}"), "n": NEW_PASSWORD }),
+                )
+                .await
+            } else {
+                app.gql(
+                    Some(&access),
+                    CREATE_KEY,
+                    json!({ "i": { "name": "k", "scopes": ["READ"], "currentPassword": format!("wrong guess {i}") } }),
+                )
+                .await
+            }
+        }
+    }))
+    .await;
+    // A guess was judged if its answer says whether the password was right: wrong (or
+    // wrong for the last time, ending the session). The others were refused unjudged.
+    let mut judged = 0;
+    for res in &guesses {
+        match res.code() {
+            "BAD_USER_INPUT" => judged += 1,
+            "UNAUTHENTICATED" if res.message().contains("too many wrong passwords") => judged += 1,
+            "UNAUTHENTICATED" | "RATE_LIMITED" => {}
+            other => panic!("{other}: {}", res.body),
+        }
+    }
+    assert!(judged <= 3, "{judged} guesses were judged: {guesses:#?}");
+    assert_eq!(app.me(&stolen.access).await.code(), "UNAUTHENTICATED");
+}
+
+async fn keys_made_while_the_password_changes_do_not_outlive_it(db: TestDb) {
+    let app = db.spawn().await;
+    let owner = app.signed_up("ada").await;
+    let thief = app.signed_in("ada").await;
+    // The thief, who knows the old password, makes keys as fast as they can while the
+    // owner changes it: no key may outlive the change, whenever it was made.
+    let keys = join_all((0..12u32).map(|i| {
+        let access = thief.access.clone();
+        let app = &app;
+        async move {
+            tokio::time::sleep(Duration::from_millis(6) * i).await;
+            make_key(app, &access, PASSWORD, &["WRITE"]).await
+        }
+    }));
+    let owner_acts = async {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        app.gql(
+            Some(&owner.access),
+            CHANGE,
+            json!({ "c": PASSWORD, "n": NEW_PASSWORD }),
+        )
+        .await
+        .ok();
+    };
+    let (keys, ()) = tokio::join!(keys, owner_acts);
+    let mut made = 0;
+    for key in keys {
+        match key {
+            Ok((_, secret)) => {
+                made += 1;
+                assert_eq!(posts_as(&app, &secret).await, "UNAUTHENTICATED");
+            }
+            // Refused: the session ended, or more checks of its password were in flight
+            // than a session may have.
+            Err(res) => assert!(
+                matches!(res.code(), "UNAUTHENTICATED" | "RATE_LIMITED"),
+                "{}",
+                res.body
+            ),
+        }
+    }
+    assert!(made > 0, "some keys were made before the change");
+    let fresh = Tokens::from_login(&app.login("ada@example.com", NEW_PASSWORD).await.ok());
+    let listed = app
+        .gql(Some(&fresh.access), "{ apiKeys { revokedAt } }", json!({}))
+        .await
+        .ok();
+    let keys = listed.data("apiKeys").as_array().unwrap();
+    assert_eq!(keys.len(), made);
+    assert!(
+        keys.iter().all(|k| k["revokedAt"].is_string()),
+        "{}",
+        listed.body
+    );
 }
 
 /// Makes a key as `access` with `password`; returns (id, secret) or the refusal.
@@ -453,7 +564,7 @@ async fn composed_and_decomposed_addresses_are_one_account(db: TestDb) {
     assert_eq!(a.data("login.user.id"), b.data("login.user.id"));
 
     // An account made before addresses were composed, its key the decomposed spelling
-    // lower-cased: the next start brings it to the composed form, once.
+    // lower-cased: the next start brings it to the composed form.
     let legacy = "Rene\u{0301}@example.com";
     {
         use quire::db::users::{self, NewUser, Role};
@@ -473,11 +584,6 @@ async fn composed_and_decomposed_addresses_are_one_account(db: TestDb) {
             },
         )
         .await
-        .unwrap();
-        quire::execute!(
-            &mut conn,
-            sqlx::query("DELETE FROM settings WHERE key = 'email_keys'")
-        )
         .unwrap();
     }
     let restarted = db.spawn().await;
