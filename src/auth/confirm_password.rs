@@ -7,6 +7,8 @@
 //! taken before the password is checked and given back if it was right, so that checks
 //! sent at once cannot make more guesses together than one after another.
 
+use tracing::Instrument;
+
 use super::{Auth, ClientInfo, Identity, login::MAX_PASSWORD_BYTES, password::Verified, validate};
 use crate::{
     db::{self, sessions},
@@ -16,14 +18,43 @@ use crate::{
 /// Wrong current passwords a session may send before it ends.
 pub const SESSION_ENDS_AFTER: i32 = 3;
 
+/// How long a check taken ahead counts for a session without being settled: past it, its
+/// request is taken to have died (checks settle in well under a second).
+const CHECK_COUNTS_FOR: chrono::Duration = chrono::Duration::seconds(60);
+
 /// What the caller is told when their session ended for it.
 const ENDED: &str = "too many wrong passwords; this session has ended, sign in again";
 
 impl Auth {
     /// Checks that `password` is the caller's current one; `field` names the argument
     /// that carried it in the error.
-    #[tracing::instrument(skip_all, fields(user_id = %who.user.id))]
+    ///
+    /// The check runs in a task of its own, so that a client that goes away once its
+    /// check has been counted cannot leave the count unsettled.
     pub async fn confirm_password(
+        &self,
+        who: &Identity,
+        password: &str,
+        field: &'static str,
+        client: &ClientInfo,
+    ) -> AppResult<()> {
+        let (this, who, password, client) = (
+            self.clone(),
+            who.clone(),
+            password.to_owned(),
+            client.clone(),
+        );
+        let check = async move {
+            this.check_current_password(&who, &password, field, &client)
+                .await
+        };
+        tokio::spawn(check.in_current_span())
+            .await
+            .map_err(AppError::internal)?
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %who.user.id))]
+    async fn check_current_password(
         &self,
         who: &Identity,
         password: &str,
@@ -35,10 +66,13 @@ impl Auth {
         let session = who.session_id();
         if let Some(id) = session {
             let mut conn = self.db.acquire().await?;
-            if !sessions::take_password_check(&mut conn, id, SESSION_ENDS_AFTER).await? {
+            let now = db::now();
+            let stale = now - CHECK_COUNTS_FOR;
+            if !sessions::take_password_check(&mut conn, id, SESSION_ENDS_AFTER, now, stale).await?
+            {
                 let live = sessions::find(&mut conn, id)
                     .await?
-                    .is_some_and(|s| s.is_live(db::now()));
+                    .is_some_and(|s| s.is_live(now));
                 return Err(if live {
                     // Its last checks are still being made.
                     AppError::RateLimited {
@@ -50,7 +84,7 @@ impl Auth {
                 });
             }
         }
-        self.throttle.login_attempt(&account, client.ip);
+        let counted = self.throttle.login_attempt(&account, client.ip);
         let verified = if password.len() > MAX_PASSWORD_BYTES {
             self.passwords.verify_dummy("").await.map(|()| Verified::No)
         } else {
@@ -58,36 +92,44 @@ impl Auth {
                 .verify(password, &who.user.password_hash)
                 .await
         };
-        let give_back = |judged: Option<bool>| async move {
-            self.throttle.login_outcome(&account, client.ip, judged);
-            if let Some(id) = session {
-                let mut conn = self.db.acquire().await?;
-                sessions::give_back_password_check(&mut conn, id).await?;
-            }
-            AppResult::Ok(())
+        let right = match &verified {
+            Ok(Verified::Yes | Verified::YesButRehash) => Some(true),
+            Ok(Verified::No) => Some(false),
+            Err(_) => None,
         };
-        match verified {
-            Err(e) => {
-                give_back(None).await?;
-                return Err(e);
+        // A wrong password stays counted; anything else is taken back.
+        self.throttle
+            .login_outcome(&account, client.ip, counted, right);
+        let ended = match session {
+            Some(id) => {
+                let mut tx = self.db.begin().await?;
+                let wrong = right == Some(false);
+                let ended = sessions::settle_password_check(
+                    &mut tx,
+                    id,
+                    wrong,
+                    SESSION_ENDS_AFTER,
+                    db::now(),
+                )
+                .await?;
+                tx.commit().await?;
+                ended
             }
-            Ok(Verified::Yes | Verified::YesButRehash) => return give_back(Some(true)).await,
-            Ok(Verified::No) => {}
+            None => false,
+        };
+        if verified? != Verified::No {
+            return Ok(());
         }
-        // The failure counted ahead stays counted.
         crate::telemetry::auth_event("password_confirmation_failed");
-        if let Some(id) = session {
-            let mut conn = self.db.acquire().await?;
-            if sessions::end_if_out_of_password_checks(&mut conn, id, SESSION_ENDS_AFTER, db::now())
-                .await?
-            {
-                tracing::warn!(session_id = %id, "wrong current passwords; session ended");
-                self.access_changed(who.user.id);
-                return Err(AppError::Unauthenticated(ENDED));
-            }
+        if ended {
+            tracing::warn!("wrong current passwords; session ended");
+            self.access_changed(who.user.id);
+            return Err(AppError::Unauthenticated(ENDED));
         }
         tracing::info!("wrong current password");
-        Err(waived
-            .unwrap_or_else(|| AppError::bad_input(field, "the current password is not correct")))
+        Err(match waived {
+            Some(left) => self.throttle.paused_refusal(left),
+            None => AppError::bad_input(field, "the current password is not correct"),
+        })
     }
 }

@@ -27,23 +27,28 @@ impl Auth {
         // Counted as failed before the check, so that attempts sent together see each
         // other; a success resets the counts, and an error of the server's own (an
         // overloaded database, say) is taken back.
-        self.throttle.login_attempt(&email_key, client.ip);
+        let counted = self.throttle.login_attempt(&email_key, client.ip);
         let outcome = self.check_credentials(&email_key, password, client).await;
+        let settle = |judged| {
+            self.throttle
+                .login_outcome(&email_key, client.ip, counted, judged);
+        };
         match outcome {
             Ok(signed_in) => {
-                self.throttle
-                    .login_outcome(&email_key, client.ip, Some(true));
+                settle(Some(true));
                 crate::telemetry::auth_event("login_succeeded");
                 Ok(signed_in)
             }
             Err(AppError::Unauthenticated(why)) => {
-                self.throttle
-                    .login_outcome(&email_key, client.ip, Some(false));
+                settle(Some(false));
                 crate::telemetry::auth_event("login_failed");
-                Err(waived.unwrap_or(AppError::Unauthenticated(why)))
+                Err(match waived {
+                    Some(left) => self.throttle.paused_refusal(left),
+                    None => AppError::Unauthenticated(why),
+                })
             }
             Err(other) => {
-                self.throttle.login_outcome(&email_key, client.ip, None);
+                settle(None);
                 Err(other)
             }
         }

@@ -34,7 +34,7 @@ use crate::{
         sessions::{self, NewSession},
         users::UserRow,
     },
-    error::{AppError, AppResult},
+    error::AppResult,
     events::{Event, Events},
 };
 
@@ -125,36 +125,39 @@ impl Auth {
     /// Refuses a password attempt on `account` (an [`validate::email_key`]) from `client`
     /// while it must wait: after its own failures to the account, or while the account is
     /// paused after failures from anywhere, unless the account signed in from the
-    /// client's network in the last 30 days (and since its password last changed). An
-    /// attacker cannot lock the owner out of the places they sign in from.
+    /// client's network in the last 30 days (and since it last changed). An attacker
+    /// cannot lock the owner out of the places they sign in from.
     ///
-    /// Returns the refusal that was waived for such a client, if any: should its password
-    /// be wrong, it gets that refusal rather than the usual answer, so that the pause
-    /// tells nobody whether the account exists or was used from there.
+    /// Returns how long the pause that was waived for such a client still lasts, if it
+    /// was: should its password be wrong, it gets the pause's refusal rather than the
+    /// usual answer. While the account is paused, every refusal is the pause's, so that
+    /// neither the answer nor its wording tells whether the account exists or was used
+    /// from there. (Its timing does: a known client's password is checked.)
     async fn password_attempt_allowed(
         &self,
         account: &str,
         client: &ClientInfo,
-    ) -> AppResult<Option<AppError>> {
-        self.throttle.login_allowed(account, client.ip)?;
+    ) -> AppResult<Option<std::time::Duration>> {
         let Some(left) = self.throttle.account_paused(account) else {
+            self.throttle.login_allowed(account, client.ip)?;
             return Ok(None);
         };
-        let refusal = self.throttle.paused_refusal(left);
-        let Some(ip) = client.ip else {
-            return Err(refusal);
+        let known = match client.ip {
+            None => false,
+            Some(ip) => {
+                let mut conn = self.db.acquire().await?;
+                let network = throttle::address_key(Some(ip));
+                let since = db::now() - KNOWN_NETWORK_FOR;
+                sessions::signed_in_from(&mut conn, account, &network, since).await?
+            }
         };
-        let known = {
-            let mut conn = self.db.acquire().await?;
-            let network = throttle::address_key(Some(ip));
-            let since = db::now() - KNOWN_NETWORK_FOR;
-            sessions::signed_in_from(&mut conn, account, &network, since).await?
-        };
-        if !known {
-            return Err(refusal);
+        // Checked after the query, the client's own wait included, so that attempts
+        // sent at once from a known network do not all pass while it runs.
+        if !known || self.throttle.backing_off(account, client.ip).is_some() {
+            return Err(self.throttle.paused_refusal(left));
         }
         tracing::info!("account paused after failed sign-ins; passed from a known network");
-        Ok(Some(refusal))
+        Ok(Some(left))
     }
 
     /// Starts a session for `user` inside `tx` and issues its first tokens.

@@ -49,12 +49,14 @@ pub trait Limiter: Send + Sync {
     fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration>;
     /// The failures recorded for `key` as counted at the last one, and when that was.
     fn failures(&self, key: &str) -> (u32, Option<Instant>);
-    /// Records a failure for `key`. With `decay_every`, the count first loses one for
-    /// every whole such period it has held, however often failures come.
-    fn fail(&self, key: &str, decay_every: Option<Duration>);
-    /// Takes back one failure of `key`: one counted ahead for an attempt that did not
-    /// fail after all.
-    fn forgive(&self, key: &str);
+    /// Records a failure for `key`, and returns when the one before it was. With
+    /// `decay_every`, the count first loses one for every whole such period it has held,
+    /// however often failures come.
+    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Option<Instant>;
+    /// Takes back one failure of `key`, one counted ahead for an attempt that did not fail
+    /// after all, and puts back `previous` (what [`Limiter::fail`] returned) as the time of
+    /// the last one, so that a taken-back failure restarts no wait.
+    fn forgive(&self, key: &str, previous: Option<Instant>);
     /// Forgets the failures of `key`.
     fn reset(&self, key: &str);
 }
@@ -145,10 +147,11 @@ impl Limiter for MemoryLimiter {
             .map_or((0, None), |f| (f.count, Some(f.last)))
     }
 
-    fn fail(&self, key: &str, decay_every: Option<Duration>) {
+    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Option<Instant> {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.prune_if_large(|f| f.last.elapsed() < FORGET_FAILURES_AFTER);
         let now = Instant::now();
+        let previous = failures.map.get(key).map(|f| f.last);
         let entry = failures.map.entry(key.to_owned()).or_insert(Failures {
             count: 0,
             last: now,
@@ -166,12 +169,21 @@ impl Limiter for MemoryLimiter {
         }
         entry.count = entry.count.saturating_add(1);
         entry.last = now;
+        previous
     }
 
-    fn forgive(&self, key: &str) {
+    fn forgive(&self, key: &str, previous: Option<Instant>) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = failures.map.get_mut(key) {
-            entry.count = entry.count.saturating_sub(1);
+        let Some(entry) = failures.map.get_mut(key) else {
+            return;
+        };
+        entry.count = entry.count.saturating_sub(1);
+        match previous {
+            Some(last) => entry.last = last,
+            None if entry.count == 0 => {
+                failures.map.remove(key);
+            }
+            None => {}
         }
     }
 
@@ -255,20 +267,23 @@ impl Throttle {
     /// Refuses a login to `account` from `ip` while this client must wait after its own
     /// failures to the account.
     pub fn login_allowed(&self, account: &str, ip: Option<IpAddr>) -> AppResult<()> {
+        match self.backing_off(account, ip) {
+            Some(left) => Err(limited("failed sign-ins", left)),
+            None => Ok(()),
+        }
+    }
+
+    /// How long this client must still wait after its own failures to `account`, if it
+    /// must.
+    pub fn backing_off(&self, account: &str, ip: Option<IpAddr>) -> Option<Duration> {
         if !self.config.enabled {
-            return Ok(());
+            return None;
         }
         let (n, last) = self.limiter.failures(&pair(account, ip));
-        if n >= BACKOFF_AFTER
-            && let Some(last) = last
-        {
-            let doublings = (n - BACKOFF_AFTER).min(20);
-            let wait = (BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX);
-            if let Some(left) = wait.checked_sub(last.elapsed()).filter(|d| !d.is_zero()) {
-                return Err(limited("failed sign-ins", left));
-            }
-        }
-        Ok(())
+        let last = last.filter(|_| n >= BACKOFF_AFTER)?;
+        let doublings = (n - BACKOFF_AFTER).min(20);
+        let wait = (BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX);
+        wait.checked_sub(last.elapsed()).filter(|d| !d.is_zero())
     }
 
     /// How long `account` stays paused after failures from anywhere, if it is. Whether
@@ -291,14 +306,17 @@ impl Throttle {
     /// Counts a login to `account` from `ip` as failed before its password is checked,
     /// so that attempts sent at once all see each other's failures: the back-off and
     /// the pause hold however many arrive together. [`Throttle::login_outcome`] then
-    /// undoes it if the attempt did not fail.
-    pub fn login_attempt(&self, account: &str, ip: Option<IpAddr>) {
+    /// settles it with what this returns.
+    pub fn login_attempt(&self, account: &str, ip: Option<IpAddr>) -> Counted {
         if !self.config.enabled {
-            return;
+            return Counted::default();
         }
-        self.limiter.fail(&pair(account, ip), None);
-        self.limiter
-            .fail(&account_failures(account), Some(LOCK_DECAY));
+        Counted {
+            pair: self.limiter.fail(&pair(account, ip), None),
+            whole: self
+                .limiter
+                .fail(&account_failures(account), Some(LOCK_DECAY)),
+        }
     }
 
     /// Settles a login attempt counted by [`Throttle::login_attempt`]: `Some(true)` for a
@@ -306,8 +324,14 @@ impl Throttle {
     /// paused: a success let through a pause from a known network says nothing of the
     /// guesses from elsewhere), `Some(false)` for refused credentials, which stay
     /// counted, and `None` for an attempt that could not be judged (a server error),
-    /// which is taken back.
-    pub fn login_outcome(&self, account: &str, ip: Option<IpAddr>, succeeded: Option<bool>) {
+    /// which is taken back as if never made.
+    pub fn login_outcome(
+        &self,
+        account: &str,
+        ip: Option<IpAddr>,
+        counted: Counted,
+        succeeded: Option<bool>,
+    ) {
         if !self.config.enabled {
             return;
         }
@@ -316,19 +340,28 @@ impl Throttle {
         match succeeded {
             Some(true) => {
                 self.limiter.reset(&pair);
+                // Taken back first, so that neither its own count nor its time decides
+                // whether the account is paused.
+                self.limiter.forgive(&whole, counted.whole);
                 if self.account_paused(account).is_none() {
                     self.limiter.reset(&whole);
-                } else {
-                    self.limiter.forgive(&whole);
                 }
             }
             Some(false) => {}
             None => {
-                self.limiter.forgive(&pair);
-                self.limiter.forgive(&whole);
+                self.limiter.forgive(&pair, counted.pair);
+                self.limiter.forgive(&whole, counted.whole);
             }
         }
     }
+}
+
+/// What [`Throttle::login_attempt`] counted: when the failures before it were, to put
+/// back should the attempt not fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counted {
+    pair: Option<Instant>,
+    whole: Option<Instant>,
 }
 
 fn account_failures(account: &str) -> String {
@@ -439,8 +472,8 @@ mod tests {
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         for _ in 0..5 {
             assert!(t.login_allowed("a@example.com", ip).is_ok());
-            t.login_attempt("a@example.com", ip);
-            t.login_outcome("a@example.com", ip, Some(false));
+            let counted = t.login_attempt("a@example.com", ip);
+            t.login_outcome("a@example.com", ip, counted, Some(false));
         }
         let err = t.login_allowed("a@example.com", ip).unwrap_err();
         assert!(
@@ -451,16 +484,16 @@ mod tests {
             t.login_allowed("a@example.com", Some(IpAddr::from([10, 0, 0, 2])))
                 .is_ok()
         );
-        t.login_attempt("a@example.com", ip);
-        t.login_outcome("a@example.com", ip, Some(true));
+        let counted = t.login_attempt("a@example.com", ip);
+        t.login_outcome("a@example.com", ip, counted, Some(true));
         assert!(t.login_allowed("a@example.com", ip).is_ok());
         // An attempt that could not be judged is taken back.
         for _ in 0..4 {
-            t.login_attempt("a@example.com", ip);
-            t.login_outcome("a@example.com", ip, Some(false));
+            let counted = t.login_attempt("a@example.com", ip);
+            t.login_outcome("a@example.com", ip, counted, Some(false));
         }
-        t.login_attempt("a@example.com", ip);
-        t.login_outcome("a@example.com", ip, None);
+        let counted = t.login_attempt("a@example.com", ip);
+        t.login_outcome("a@example.com", ip, counted, None);
         assert!(t.login_allowed("a@example.com", ip).is_ok());
     }
 
@@ -493,7 +526,10 @@ mod tests {
         age(&l, "pair", Duration::from_secs(600));
         l.fail("pair", None);
         assert_eq!(l.failures("pair").0, 2);
-        l.forgive("pair");
-        assert_eq!(l.failures("pair").0, 1);
+        let (_, before) = l.failures("pair");
+        let previous = l.fail("pair", None);
+        assert_eq!(previous, before);
+        l.forgive("pair", previous);
+        assert_eq!(l.failures("pair"), (2, before), "as if never counted");
     }
 }

@@ -147,61 +147,71 @@ pub async fn signed_in_from(
 }
 
 /// Takes one of a live session's password checks before the password is checked, so
-/// that checks sent at once cannot together make more guesses than `allowed`. Returns
-/// false when the session has ended or has none left.
+/// that checks sent at once cannot together make more guesses than `allowed`: the
+/// session's wrong passwords and the checks being made now must stay under it. Checks
+/// taken before `stale_before` no longer count (their requests died before settling).
+/// Returns false when the session has ended or has none left.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn take_password_check(
     mut conn: impl AsConn,
     id: Uuid,
     allowed: i32,
-) -> Result<bool, sqlx::Error> {
-    let done = execute!(
-        &mut conn,
-        sqlx::query(
-            "UPDATE sessions SET password_failures = password_failures + 1 \
-             WHERE id = $1 AND revoked_at IS NULL AND password_failures < $2",
-        )
-        .bind(id)
-        .bind(allowed)
-    )?;
-    Ok(done == 1)
-}
-
-/// Gives back a password check taken by [`take_password_check`] whose password was
-/// right (or could not be checked).
-#[tracing::instrument(skip_all, fields(%id))]
-pub async fn give_back_password_check(mut conn: impl AsConn, id: Uuid) -> Result<(), sqlx::Error> {
-    execute!(
-        &mut conn,
-        sqlx::query(
-            "UPDATE sessions SET password_failures = password_failures - 1 \
-             WHERE id = $1 AND password_failures > 0",
-        )
-        .bind(id)
-    )?;
-    Ok(())
-}
-
-/// Ends a live session that has used up its `allowed` password checks on wrong
-/// passwords; returns whether it ended now.
-#[tracing::instrument(skip_all, fields(%id))]
-pub async fn end_if_out_of_password_checks(
-    mut conn: impl AsConn,
-    id: Uuid,
-    allowed: i32,
     now: DateTime<Utc>,
+    stale_before: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = execute!(
         &mut conn,
         sqlx::query(
-            "UPDATE sessions SET revoked_at = $3, revoked_reason = 'wrong_password' \
-             WHERE id = $1 AND revoked_at IS NULL AND password_failures >= $2",
+            "UPDATE sessions SET \
+             password_checks = CASE WHEN password_checks_at >= $4 THEN password_checks + 1 \
+                               ELSE 1 END, \
+             password_checks_at = $3 \
+             WHERE id = $1 AND revoked_at IS NULL \
+             AND password_failures + CASE WHEN password_checks_at >= $4 THEN password_checks \
+                                     ELSE 0 END < $2",
         )
         .bind(id)
         .bind(allowed)
         .bind(now)
+        .bind(stale_before)
     )?;
     Ok(done == 1)
+}
+
+/// Settles a password check taken by [`take_password_check`]. A wrong password is
+/// counted, and ends the session once it has sent `allowed` of them; returns whether it
+/// ended now. Run it in a transaction.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn settle_password_check(
+    mut tx: impl AsConn,
+    id: Uuid,
+    wrong: bool,
+    allowed: i32,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    execute!(
+        &mut tx,
+        sqlx::query(
+            "UPDATE sessions SET password_failures = password_failures + $2, \
+             password_checks = CASE WHEN password_checks > 0 THEN password_checks - 1 \
+                               ELSE 0 END \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(i32::from(wrong))
+    )?;
+    let ended = wrong
+        && execute!(
+            &mut tx,
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $3, revoked_reason = 'wrong_password' \
+                 WHERE id = $1 AND revoked_at IS NULL AND password_failures >= $2",
+            )
+            .bind(id)
+            .bind(allowed)
+            .bind(now)
+        )? == 1;
+    Ok(ended)
 }
 
 /// Loads a session by id, whether live, expired or revoked.

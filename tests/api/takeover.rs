@@ -15,6 +15,7 @@ crate::on_both_databases!(
     sign_ins_racing_a_deactivation_do_not_come_back,
     a_stolen_session_cannot_guess_the_password,
     password_checks_sent_at_once_guess_no_more,
+    checks_cut_off_by_their_client_still_settle,
     keys_made_while_the_password_changes_do_not_outlive_it,
     keys_need_the_password_and_end_with_it,
     a_key_cannot_take_its_owners_other_keys_away,
@@ -302,6 +303,55 @@ async fn password_checks_sent_at_once_guess_no_more(db: TestDb) {
     }
     assert!(judged <= 3, "{judged} guesses were judged: {guesses:#?}");
     assert_eq!(app.me(&stolen.access).await.code(), "UNAUTHENTICATED");
+}
+
+async fn checks_cut_off_by_their_client_still_settle(db: TestDb) {
+    let app = counting_failures(&db).await;
+    app.signed_up("ada").await;
+    let ada = app.signed_in("ada").await;
+    // Requests with the right password, each abandoned by its client a little later
+    // than the one before: some while the password is being checked. A count taken for
+    // a check must be settled even when nobody waits for the answer.
+    let impatient = reqwest::Client::new();
+    for wait_ms in (0..20).map(|i| 3 * i) {
+        let cut_off = impatient
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&ada.access)
+            .timeout(Duration::from_millis(wait_ms))
+            .json(&json!({ "query": CREATE_KEY, "variables": { "i": {
+                "name": "k", "scopes": ["READ"], "currentPassword": PASSWORD } } }))
+            .send()
+            .await;
+        match cut_off {
+            Ok(res) => {
+                // Answered in time: the key was made.
+                let status = res.status();
+                let body = res.text().await.unwrap_or_default();
+                assert!(status == 200 && body.contains("secret"), "{status} {body}");
+            }
+            // Time for an abandoned check to finish before the next one starts.
+            Err(_) => tokio::time::sleep(Duration::from_millis(150)).await,
+        }
+    }
+    // The session keeps all its checks, and the address has no failures against it: two
+    // wrong passwords are told as wrong, and the right one still works.
+    for wrong in ["wrong guess one", "wrong guess two"] {
+        let res = app
+            .gql(
+                Some(&ada.access),
+                CHANGE,
+                json!({ "c": wrong, "n": NEW_PASSWORD }),
+            )
+            .await;
+        assert_eq!(res.code(), "BAD_USER_INPUT", "{}", res.body);
+    }
+    app.gql(
+        Some(&ada.access),
+        CHANGE,
+        json!({ "c": PASSWORD, "n": NEW_PASSWORD, "k": true }),
+    )
+    .await
+    .ok();
 }
 
 async fn keys_made_while_the_password_changes_do_not_outlive_it(db: TestDb) {
