@@ -5,13 +5,21 @@
 //! passwords count as failed sign-ins of the account (the client's back-off and the
 //! account's pause), and the session that sent them ends after three. Both counts are
 //! taken before the password is checked and given back if it was right, so that checks
-//! sent at once cannot make more guesses together than one after another.
+//! sent at once cannot make more guesses together than one after another: a session's
+//! wrong passwords and its checks in flight stay under three.
+//!
+//! A check taken must be settled. It runs to its end in a task of its own, whether or not
+//! its client waits, and within a time bound well inside the time a taken check counts
+//! for; past that, a check whose process died no longer counts.
 
 use tracing::Instrument;
 
 use super::{Auth, ClientInfo, Identity, login::MAX_PASSWORD_BYTES, password::Verified, validate};
 use crate::{
-    db::{self, sessions},
+    db::{
+        self,
+        sessions::{self, Settled},
+    },
     error::{AppError, AppResult},
 };
 
@@ -22,8 +30,14 @@ pub const SESSION_ENDS_AFTER: i32 = 3;
 /// request is taken to have died (checks settle in well under a second).
 const CHECK_COUNTS_FOR: chrono::Duration = chrono::Duration::seconds(60);
 
-/// What the caller is told when their session ended for it.
+/// How long a check may take, waiting for its turn at the hashes included.
+const CHECK_TAKES_AT_MOST: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What the caller is told when their session ends for wrong passwords.
 const ENDED: &str = "too many wrong passwords; this session has ended, sign in again";
+
+/// What the caller is told when their session had ended before the check was judged.
+const GONE: &str = "this session has ended; sign in again";
 
 impl Auth {
     /// Checks that `password` is the caller's current one; `field` names the argument
@@ -63,6 +77,8 @@ impl Auth {
     ) -> AppResult<()> {
         let account = validate::email_key(&who.user.email);
         let waived = self.password_attempt_allowed(&account, client).await?;
+        // Counted at once, so that checks sent together all see each other.
+        let counted = self.throttle.login_attempt(&account, client.ip);
         let session = who.session_id();
         if let Some(id) = session {
             let mut conn = self.db.acquire().await?;
@@ -70,6 +86,8 @@ impl Auth {
             let stale = now - CHECK_COUNTS_FOR;
             if !sessions::take_password_check(&mut conn, id, SESSION_ENDS_AFTER, now, stale).await?
             {
+                self.throttle
+                    .login_outcome(&account, client.ip, counted, None);
                 let live = sessions::find(&mut conn, id)
                     .await?
                     .is_some_and(|s| s.is_live(now));
@@ -80,18 +98,29 @@ impl Auth {
                         retry_after: 1,
                     }
                 } else {
-                    AppError::Unauthenticated("this session has ended; sign in again")
+                    AppError::Unauthenticated(GONE)
                 });
             }
         }
-        let counted = self.throttle.login_attempt(&account, client.ip);
-        let verified = if password.len() > MAX_PASSWORD_BYTES {
-            self.passwords.verify_dummy("").await.map(|()| Verified::No)
-        } else {
-            self.passwords
-                .verify(password, &who.user.password_hash)
-                .await
+        let verify = async {
+            if password.len() > MAX_PASSWORD_BYTES {
+                self.passwords.verify_dummy("").await.map(|()| Verified::No)
+            } else {
+                self.passwords
+                    .verify(password, &who.user.password_hash)
+                    .await
+            }
         };
+        // Bounded well within the time a check counts for, the hashes waiting their turn
+        // included: a check is always settled while it still counts.
+        let verified = tokio::time::timeout(CHECK_TAKES_AT_MOST, verify)
+            .await
+            .unwrap_or_else(|_| {
+                Err(AppError::RateLimited {
+                    message: "the server is busy checking passwords; try again shortly".to_owned(),
+                    retry_after: 5,
+                })
+            });
         let right = match &verified {
             Ok(Verified::Yes | Verified::YesButRehash) => Some(true),
             Ok(Verified::No) => Some(false),
@@ -100,11 +129,11 @@ impl Auth {
         // A wrong password stays counted; anything else is taken back.
         self.throttle
             .login_outcome(&account, client.ip, counted, right);
-        let ended = match session {
+        let settled = match session {
             Some(id) => {
                 let mut tx = self.db.begin().await?;
                 let wrong = right == Some(false);
-                let ended = sessions::settle_password_check(
+                let settled = sessions::settle_password_check(
                     &mut tx,
                     id,
                     wrong,
@@ -113,19 +142,25 @@ impl Auth {
                 )
                 .await?;
                 tx.commit().await?;
-                ended
+                settled
             }
-            None => false,
+            None => Settled::Live,
         };
+        match settled {
+            Settled::Live => {}
+            Settled::EndsNow => {
+                crate::telemetry::auth_event("password_confirmation_failed");
+                tracing::warn!("wrong current passwords; session ended");
+                self.access_changed(who.user.id);
+                return Err(AppError::Unauthenticated(ENDED));
+            }
+            // Whatever the verdict: a session that ended meanwhile learns nothing from it.
+            Settled::Ended => return Err(AppError::Unauthenticated(GONE)),
+        }
         if verified? != Verified::No {
             return Ok(());
         }
         crate::telemetry::auth_event("password_confirmation_failed");
-        if ended {
-            tracing::warn!("wrong current passwords; session ended");
-            self.access_changed(who.user.id);
-            return Err(AppError::Unauthenticated(ENDED));
-        }
         tracing::info!("wrong current password");
         Err(match waived {
             Some(left) => self.throttle.paused_refusal(left),

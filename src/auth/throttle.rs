@@ -49,14 +49,13 @@ pub trait Limiter: Send + Sync {
     fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration>;
     /// The failures recorded for `key` as counted at the last one, and when that was.
     fn failures(&self, key: &str) -> (u32, Option<Instant>);
-    /// Records a failure for `key`, and returns when the one before it was. With
-    /// `decay_every`, the count first loses one for every whole such period it has held,
-    /// however often failures come.
-    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Option<Instant>;
-    /// Takes back one failure of `key`, one counted ahead for an attempt that did not fail
-    /// after all, and puts back `previous` (what [`Limiter::fail`] returned) as the time of
-    /// the last one, so that a taken-back failure restarts no wait.
-    fn forgive(&self, key: &str, previous: Option<Instant>);
+    /// Records a failure for `key`. With `decay_every`, the count first loses one for
+    /// every whole such period it has held, however often failures come.
+    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Failure;
+    /// Takes back `failure` of `key`, one counted ahead for an attempt that did not fail
+    /// after all. Unless a later one was recorded since, the time of the one before it
+    /// becomes the last again, so that a taken-back failure restarts no wait.
+    fn forgive(&self, key: &str, failure: Failure);
     /// Forgets the failures of `key`.
     fn reset(&self, key: &str);
 }
@@ -147,7 +146,7 @@ impl Limiter for MemoryLimiter {
             .map_or((0, None), |f| (f.count, Some(f.last)))
     }
 
-    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Option<Instant> {
+    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Failure {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.prune_if_large(|f| f.last.elapsed() < FORGET_FAILURES_AFTER);
         let now = Instant::now();
@@ -169,16 +168,20 @@ impl Limiter for MemoryLimiter {
         }
         entry.count = entry.count.saturating_add(1);
         entry.last = now;
-        previous
+        Failure { at: now, previous }
     }
 
-    fn forgive(&self, key: &str, previous: Option<Instant>) {
+    fn forgive(&self, key: &str, failure: Failure) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = failures.map.get_mut(key) else {
             return;
         };
         entry.count = entry.count.saturating_sub(1);
-        match previous {
+        if entry.last != failure.at {
+            // A later failure stands: its time does too.
+            return;
+        }
+        match failure.previous {
             Some(last) => entry.last = last,
             None if entry.count == 0 => {
                 failures.map.remove(key);
@@ -311,12 +314,11 @@ impl Throttle {
         if !self.config.enabled {
             return Counted::default();
         }
-        Counted {
-            pair: self.limiter.fail(&pair(account, ip), None),
-            whole: self
-                .limiter
+        Counted(Some((
+            self.limiter.fail(&pair(account, ip), None),
+            self.limiter
                 .fail(&account_failures(account), Some(LOCK_DECAY)),
-        }
+        )))
     }
 
     /// Settles a login attempt counted by [`Throttle::login_attempt`]: `Some(true)` for a
@@ -332,9 +334,9 @@ impl Throttle {
         counted: Counted,
         succeeded: Option<bool>,
     ) {
-        if !self.config.enabled {
+        let Counted(Some((by_pair, by_whole))) = counted else {
             return;
-        }
+        };
         let pair = pair(account, ip);
         let whole = account_failures(account);
         match succeeded {
@@ -342,27 +344,32 @@ impl Throttle {
                 self.limiter.reset(&pair);
                 // Taken back first, so that neither its own count nor its time decides
                 // whether the account is paused.
-                self.limiter.forgive(&whole, counted.whole);
+                self.limiter.forgive(&whole, by_whole);
                 if self.account_paused(account).is_none() {
                     self.limiter.reset(&whole);
                 }
             }
             Some(false) => {}
             None => {
-                self.limiter.forgive(&pair, counted.pair);
-                self.limiter.forgive(&whole, counted.whole);
+                self.limiter.forgive(&pair, by_pair);
+                self.limiter.forgive(&whole, by_whole);
             }
         }
     }
 }
 
-/// What [`Throttle::login_attempt`] counted: when the failures before it were, to put
-/// back should the attempt not fail.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Counted {
-    pair: Option<Instant>,
-    whole: Option<Instant>,
+/// A failure recorded by [`Limiter::fail`], to take back with [`Limiter::forgive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// When it was recorded.
+    at: Instant,
+    /// When the one before it was, if any.
+    previous: Option<Instant>,
 }
+
+/// What [`Throttle::login_attempt`] counted, to take back should the attempt not fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counted(Option<(Failure, Failure)>);
 
 fn account_failures(account: &str) -> String {
     format!("account:{}", account_key(account))
@@ -527,9 +534,16 @@ mod tests {
         l.fail("pair", None);
         assert_eq!(l.failures("pair").0, 2);
         let (_, before) = l.failures("pair");
-        let previous = l.fail("pair", None);
-        assert_eq!(previous, before);
-        l.forgive("pair", previous);
+        let taken_back = l.fail("pair", None);
+        l.forgive("pair", taken_back);
         assert_eq!(l.failures("pair"), (2, before), "as if never counted");
+        // A failure recorded after the one taken back keeps its time.
+        let taken_back = l.fail("pair", None);
+        std::thread::sleep(Duration::from_millis(2));
+        l.fail("pair", None);
+        let (_, latest) = l.failures("pair");
+        l.forgive("pair", taken_back);
+        assert_eq!(l.failures("pair"), (3, latest));
+        assert_ne!(latest, before);
     }
 }

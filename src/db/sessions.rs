@@ -179,8 +179,8 @@ pub async fn take_password_check(
 }
 
 /// Settles a password check taken by [`take_password_check`]. A wrong password is
-/// counted, and ends the session once it has sent `allowed` of them; returns whether it
-/// ended now. Run it in a transaction.
+/// counted, and ends the session once it has sent `allowed` of them. Run it in a
+/// transaction.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn settle_password_check(
     mut tx: impl AsConn,
@@ -188,19 +188,23 @@ pub async fn settle_password_check(
     wrong: bool,
     allowed: i32,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    execute!(
-        &mut tx,
-        sqlx::query(
+) -> Result<Settled, sqlx::Error> {
+    let ended: Option<(bool,)> = sql!(&mut tx, |c| {
+        sqlx::query_as(
             "UPDATE sessions SET password_failures = password_failures + $2, \
              password_checks = CASE WHEN password_checks > 0 THEN password_checks - 1 \
                                ELSE 0 END \
-             WHERE id = $1",
+             WHERE id = $1 RETURNING revoked_at IS NOT NULL",
         )
         .bind(id)
         .bind(i32::from(wrong))
-    )?;
-    let ended = wrong
+        .fetch_optional(c)
+        .await
+    })?;
+    let Some((false,)) = ended else {
+        return Ok(Settled::Ended);
+    };
+    let ends_now = wrong
         && execute!(
             &mut tx,
             sqlx::query(
@@ -211,7 +215,22 @@ pub async fn settle_password_check(
             .bind(allowed)
             .bind(now)
         )? == 1;
-    Ok(ended)
+    Ok(if ends_now {
+        Settled::EndsNow
+    } else {
+        Settled::Live
+    })
+}
+
+/// What became of a session as its password check was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// It goes on.
+    Live,
+    /// It ends now, for this check's wrong password.
+    EndsNow,
+    /// It had ended while the check was made (or before), for whatever reason.
+    Ended,
 }
 
 /// Loads a session by id, whether live, expired or revoked.
