@@ -3,12 +3,12 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::{
     app::{self, StartError},
     auth::{Auth, register::NewAccount},
-    config::{Config, Settings, defaults},
+    config::{self, Common, Config, Serving, Settings},
     db::{Db, users::Role},
     error::chain,
     graphql, telemetry,
@@ -18,23 +18,41 @@ use crate::{
 /// properly.
 #[derive(Parser)]
 #[command(name = "quire", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// Settings shared by every command
+    /// Settings every command reads
     #[command(flatten)]
-    pub settings: Settings,
-    /// Log filter, e.g. info, debug or quire=debug,info
-    #[arg(long, env = "QUIRE_LOG", default_value = defaults::LOG, global = true)]
-    pub log: String,
+    pub common: Common,
+    /// The server's settings, when no command is given
+    #[command(flatten)]
+    pub serving: Serving,
     /// The command to run; serve when none is given
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Reads the command line, the environment and the defaults. A bad value is reported
+    /// as one line naming its setting; help, version and usage errors end the process as
+    /// clap does.
+    pub fn load() -> Result<Self, CliError> {
+        let cmd = config::settle_env(Self::command());
+        let matches =
+            cmd.clone()
+                .try_get_matches()
+                .map_err(|e| match config::explain(&cmd, &e) {
+                    Some(bad) => CliError::from(bad),
+                    None => e.exit(),
+                })?;
+        Self::from_arg_matches(&matches).map_err(|e| e.exit())
+    }
 }
 
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GraphQL over HTTP (the default)
-    Serve,
+    Serve(Box<Serving>),
     /// Apply pending database migrations, or revert the most recent one
     Migrate {
         /// Revert the most recently applied migration instead
@@ -121,15 +139,23 @@ impl From<crate::config::ConfigError> for CliError {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let command = cli.command.unwrap_or(Command::Serve);
+    let command = cli.command.unwrap_or(Command::Serve(Box::new(cli.serving)));
     if let Command::PrintSchema = command {
         print!("{}", graphql::sdl());
         return Ok(());
     }
-    let config = Config::from_settings(&cli.settings)?;
-    telemetry::init(&cli.log, config.exposure.json_logs)?;
+    // Every command reads the server's settings, from the environment when they cannot
+    // come from its flags, so that a bad value is reported before anything starts.
+    let serving = match &command {
+        Command::Serve(serving) => (**serving).clone(),
+        _ => config::from_env::<Serving>()?,
+    };
+    let common = cli.common;
+    telemetry::init(&common.log, common.json_logs())
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let config = Config::new(Settings { common, serving })?;
     match command {
-        Command::Serve => app::run(config).await?,
+        Command::Serve(_) => app::run(config).await?,
         Command::Migrate { revert } => migrate(&config, revert).await?,
         Command::CreateUser {
             email,

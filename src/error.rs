@@ -8,7 +8,9 @@ use std::fmt;
 
 use async_graphql::ErrorExtensions;
 
-/// Stable error codes, shown to clients as `extensions.code`.
+/// Every stable error code, shown to clients as `extensions.code`: those of the
+/// application's errors ([`AppError::code`]), and those of requests refused before or
+/// instead of running (malformed, too large, not allowed by the transport).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     /// `UNAUTHENTICATED`: no valid credentials, or the session has ended.
@@ -25,6 +27,30 @@ pub enum Code {
     RateLimited,
     /// `INTERNAL_SERVER_ERROR`: a fault in the server, whose details only the logs see.
     InternalServerError,
+    /// `BAD_REQUEST`: the request is not a GraphQL request this server can run.
+    BadRequest,
+    /// `GRAPHQL_PARSE_FAILED`: the query text is not valid GraphQL.
+    GraphqlParseFailed,
+    /// `GRAPHQL_VALIDATION_FAILED`: the operation does not fit the schema or the limits.
+    GraphqlValidationFailed,
+    /// `INTROSPECTION_DISABLED`: `__schema` or `__type` asked of a server that hides them.
+    IntrospectionDisabled,
+    /// `PERSISTED_QUERY_NOT_FOUND`: the hash is unknown; send the text with it.
+    PersistedQueryNotFound,
+    /// `PERSISTED_QUERY_NOT_SUPPORTED`: automatic persisted queries are off.
+    PersistedQueryNotSupported,
+    /// `PERSISTED_QUERY_NOT_IN_LIST`: the operation is not among the trusted documents.
+    PersistedQueryNotInList,
+    /// `METHOD_NOT_ALLOWED`: a mutation sent with GET.
+    MethodNotAllowed,
+    /// `NOT_ACCEPTABLE`: the client accepts no media type this server answers in.
+    NotAcceptable,
+    /// `PAYLOAD_TOO_LARGE`: the body is larger than `QUIRE_MAX_BODY`.
+    PayloadTooLarge,
+    /// `UNSUPPORTED_MEDIA_TYPE`: a POST that is not JSON.
+    UnsupportedMediaType,
+    /// `SERVICE_UNAVAILABLE`: the server is too busy to take this now.
+    ServiceUnavailable,
 }
 
 impl Code {
@@ -38,6 +64,18 @@ impl Code {
             Self::Conflict => "CONFLICT",
             Self::RateLimited => "RATE_LIMITED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::IntrospectionDisabled => "INTROSPECTION_DISABLED",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            Self::PersistedQueryNotInList => "PERSISTED_QUERY_NOT_IN_LIST",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::NotAcceptable => "NOT_ACCEPTABLE",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
         }
     }
 }
@@ -88,6 +126,12 @@ pub enum AppError {
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// Attached to the GraphQL error of an [`AppError::RateLimited`] as its source, so that
+/// the HTTP edge learns of the refusal and its wait from the error's type, not by reading
+/// its code back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub u64);
 
 /// Shorthand for results carrying an [`AppError`].
 pub type AppResult<T> = Result<T, AppError>;
@@ -203,10 +247,14 @@ impl From<AppError> for async_graphql::Error {
             AppError::RateLimited {
                 message,
                 retry_after,
-            } => async_graphql::Error::new(message).extend_with(|_, e| {
-                e.set("code", code.as_str());
-                e.set("retryAfter", retry_after);
-            }),
+            } => {
+                let mut error = async_graphql::Error::new(message).extend_with(|_, e| {
+                    e.set("code", code.as_str());
+                    e.set("retryAfter", retry_after);
+                });
+                error.source = Some(std::sync::Arc::new(RetryAfter(retry_after)));
+                error
+            }
             other => async_graphql::Error::new(other.to_string())
                 .extend_with(|_, e| e.set("code", code.as_str())),
         }

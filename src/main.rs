@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use quire::cli::{Cli, run};
 
 /// mimalloc gives memory back to the system where the platform allocator keeps it:
@@ -16,8 +15,11 @@ async fn main() -> ExitCode {
         eprintln!("error: cannot read .env: {e}");
         return ExitCode::FAILURE;
     }
-    let cli = Cli::parse();
-    match run(cli).await {
+    let outcome = match Cli::load() {
+        Ok(cli) => run(cli).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

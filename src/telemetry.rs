@@ -14,7 +14,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::ConfigError;
+/// A `QUIRE_LOG` filter that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid QUIRE_LOG: '{filter}': {reason}")]
+pub struct BadLogFilter {
+    filter: String,
+    reason: String,
+}
 
 /// Libraries that print what passes through them at their debug and trace levels:
 /// WebSocket frames (a `connection_init` carries a bearer token), HTTP headers, request
@@ -45,9 +51,11 @@ pub fn loggable(target: &str, level: &tracing::Level) -> bool {
 
 /// Installs the global subscriber with the `QUIRE_LOG` filter (`info`, `quire=debug`, …),
 /// under the cap of [`loggable`].
-pub fn init(filter: &str, json: bool) -> Result<(), ConfigError> {
-    let filter = EnvFilter::try_new(filter)
-        .map_err(|e| ConfigError::new("QUIRE_LOG", format!("'{filter}': {e}")))?;
+pub fn init(filter: &str, json: bool) -> Result<(), BadLogFilter> {
+    let filter = EnvFilter::try_new(filter).map_err(|e| BadLogFilter {
+        filter: filter.to_owned(),
+        reason: e.to_string(),
+    })?;
     let registry =
         tracing_subscriber::registry()
             .with(filter)

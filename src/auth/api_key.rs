@@ -322,7 +322,7 @@ impl Auth {
                     tracing::warn!(api_key_id = %id, error = %e, "could not record API key use");
                 }
             };
-            tokio::spawn(tracing::Instrument::in_current_span(task));
+            crate::db::kept::detach(task);
         }
         Ok(Ok((user, key)))
     }

@@ -216,7 +216,7 @@ async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'stat
                 tracing::warn!(%session_id, error = %e, "could not record session use");
             }
         };
-        tokio::spawn(tracing::Instrument::in_current_span(task));
+        crate::db::kept::detach(task);
     }
     Ok(Ok(Identity {
         user: row.user,

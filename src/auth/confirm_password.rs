@@ -12,8 +12,6 @@
 //! its client waits, and within a time bound well inside the time a taken check counts
 //! for; past that, a check whose process died no longer counts.
 
-use tracing::Instrument;
-
 use super::{Auth, ClientInfo, Identity, login::MAX_PASSWORD_BYTES, password::Verified, validate};
 use crate::{
     db::{
@@ -62,7 +60,7 @@ impl Auth {
             this.check_current_password(&who, &password, field, &client)
                 .await
         };
-        tokio::spawn(check.in_current_span())
+        crate::db::kept::detach(check)
             .await
             .map_err(AppError::internal)?
     }

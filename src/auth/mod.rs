@@ -9,6 +9,7 @@ pub mod api_key;
 pub mod caller;
 pub mod change_password;
 pub mod confirm_password;
+pub mod cookie;
 pub mod email_keys;
 pub mod login;
 pub mod logout;
@@ -103,7 +104,7 @@ impl Auth {
         db: Db,
         secret: &Secret,
         config: AuthConfig,
-        throttle: throttle::ThrottleConfig,
+        throttle: crate::config::ThrottleConfig,
         events: Events,
     ) -> Self {
         Self {

@@ -56,6 +56,37 @@ macro_rules! execute {
     };
 }
 
+/// Fetches every row of `$sql`, in which `{ids}` stands for a list of ids and `$1…` for
+/// `$args`, bound before them. The one dialect difference of such a query: PostgreSQL
+/// takes the list as one array parameter (`= ANY($n)`), SQLite as one parameter per id
+/// (`IN ($n, …)`).
+#[macro_export]
+macro_rules! fetch_all_in {
+    ($conn:expr, $sql:expr, [$($arg:expr),*], $ids:expr) => {{
+        let ids: &[uuid::Uuid] = $ids;
+        let first = 1 $(+ { let _ = &$arg; 1 })*;
+        match $crate::db::AsConn::as_conn($conn) {
+            $crate::db::ConnRef::Postgres(c) => {
+                let sql = String::from($sql).replace("{ids}", &format!("= ANY(${first})"));
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    $(.bind($arg))*
+                    .bind(ids)
+                    .fetch_all(c)
+                    .await
+            }
+            $crate::db::ConnRef::Sqlite(c) => {
+                let list = $crate::db::page::placeholders(first, ids.len());
+                let sql = String::from($sql).replace("{ids}", &format!("IN ({list})"));
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)) $(.bind($arg))*;
+                for id in ids {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(c).await
+            }
+        }
+    }};
+}
+
 /// A connection pool for one of the supported engines.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -85,13 +116,13 @@ pub struct DbConn {
     /// Always `Some` until dropped.
     conn: Option<Pooled>,
     /// The request slot it goes back to, if any; otherwise the pool.
-    home: Option<kept::Home>,
+    held: Option<kept::KeptRef>,
 }
 
 impl Drop for DbConn {
     fn drop(&mut self) {
-        if let (Some(home), Some(conn)) = (&self.home, self.conn.take()) {
-            kept::put_back(home, conn);
+        if let (Some(held), Some(conn)) = (&self.held, self.conn.take()) {
+            kept::put_back(held, conn);
         }
     }
 }
@@ -222,24 +253,24 @@ impl Db {
 
     /// Takes a connection from the pool.
     pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {
-        let (conn, home) = match kept::offer() {
-            kept::Offer::Kept(conn, home) => (conn, Some(home)),
-            kept::Offer::Pool => (self.take_pooled().await?, None),
-            kept::Offer::Busy(home) => tokio::select! {
-                conn = kept::wait(&home) => (conn, Some(home)),
+        let (conn, held) = match kept::offer() {
+            kept::Offer::Kept(conn, held) => (conn, Some(held)),
+            kept::Offer::NotKeeping => (self.take_pooled().await?, None),
+            kept::Offer::InUse(held) => tokio::select! {
+                conn = kept::wait(&held) => (conn, Some(held)),
                 conn = self.take_pooled() => (conn?, None),
             },
-            kept::Offer::FillSlot(home) => match self.take_pooled().await {
-                Ok(conn) => (conn, Some(home)),
+            kept::Offer::TakeAndKeep(held) => match self.take_pooled().await {
+                Ok(conn) => (conn, Some(held)),
                 Err(e) => {
-                    kept::give_up(&home);
+                    kept::forget(&held);
                     return Err(e);
                 }
             },
         };
         Ok(DbConn {
             conn: Some(conn),
-            home,
+            held,
         })
     }
 
@@ -264,7 +295,7 @@ impl Db {
     /// that nobody is left to take is dropped and so rolled back.
     pub async fn begin(&self) -> Result<DbTx, sqlx::Error> {
         let db = self.clone();
-        tokio::spawn(async move {
+        kept::detach(async move {
             Ok(match db {
                 Self::Sqlite(p) => DbTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
                 Self::Postgres(p) => DbTx::Postgres(p.begin().await?),

@@ -6,13 +6,6 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult};
-
-/// The most rows a client may ask for at once.
-pub const MAX_PAGE: usize = 100;
-/// The page size when the client does not say.
-pub const DEFAULT_PAGE: usize = 20;
-
 /// A position in a list: the sort key of the last row the client has seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cursor {
@@ -62,30 +55,6 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    /// Checks `first` (0 to 100) and `after` (a cursor this server issued).
-    pub fn new(first: Option<i32>, after: Option<&str>) -> AppResult<Self> {
-        let first = match first {
-            None => DEFAULT_PAGE,
-            Some(n) if n < 0 => {
-                return Err(AppError::bad_input("first", "first must not be negative"));
-            }
-            Some(n) if n as usize > MAX_PAGE => {
-                return Err(AppError::bad_input(
-                    "first",
-                    format!("first must be at most {MAX_PAGE}"),
-                ));
-            }
-            Some(n) => n as usize,
-        };
-        let after = after
-            .map(|text| {
-                Cursor::decode(text)
-                    .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
-            })
-            .transpose()?;
-        Ok(Self { first, after })
-    }
-
     /// The LIMIT to query with: one more row than asked, to learn whether there is a next
     /// page without counting.
     pub fn limit(&self) -> i64 {
@@ -162,15 +131,6 @@ mod tests {
         ] {
             assert_eq!(Cursor::decode(junk), None, "{junk}");
         }
-    }
-
-    #[test]
-    fn page_sizes_are_bounded() {
-        assert_eq!(PageRequest::new(None, None).unwrap().first, 20);
-        assert_eq!(PageRequest::new(Some(100), None).unwrap().first, 100);
-        assert!(PageRequest::new(Some(101), None).is_err());
-        assert!(PageRequest::new(Some(-1), None).is_err());
-        assert!(PageRequest::new(None, Some("nope")).is_err());
     }
 
     #[test]

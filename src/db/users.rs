@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::page::{Cursor, Keyed, Page, PageRequest, placeholders};
+use super::page::{Cursor, Keyed, Page, PageRequest};
 use crate::{db::AsConn, execute, sql};
 
 /// What an account may do.
@@ -324,35 +324,19 @@ pub async fn set_email_key(
 /// Finds several users by id in one statement; unknown ids are absent.
 ///
 /// PostgreSQL takes the ids as one array, so that a single prepared statement serves every
-/// batch size; SQLite, which has no arrays, gets a placeholder per id.
+/// batch size; SQLite, which has no arrays, gets a placeholder per id
+/// ([`crate::fetch_all_in`]).
 #[tracing::instrument(skip_all, fields(ids = ids.len()))]
 pub async fn find_many(mut conn: impl AsConn, ids: &[Uuid]) -> Result<Vec<UserRow>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    match conn.as_conn() {
-        super::ConnRef::Postgres(c) => {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users WHERE id = ANY($1)"
-            ))
-            .bind(ids)
-            .fetch_all(c)
-            .await
-        }
-        super::ConnRef::Sqlite(c) => {
-            let sql = format!(
-                concat!("SELECT ", user_columns!(), " FROM users WHERE id IN ({})"),
-                placeholders(1, ids.len())
-            );
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for id in ids {
-                q = q.bind(*id);
-            }
-            q.fetch_all(c).await
-        }
-    }
+    crate::fetch_all_in!(
+        &mut conn,
+        concat!("SELECT ", user_columns!(), " FROM users WHERE id {ids}"),
+        [],
+        ids
+    )
 }
 
 /// Which users to list.

@@ -5,11 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::page::placeholders;
-use crate::{
-    db::{AsConn, ConnRef},
-    execute,
-};
+use crate::{db::AsConn, execute};
 
 /// Records `user_id`'s vote for `post_id`; a second vote is a no-op.
 #[tracing::instrument(skip_all, fields(%post_id, %user_id))]
@@ -58,27 +54,12 @@ pub async fn counts(
     if posts.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, i64)> = match conn.as_conn() {
-        ConnRef::Postgres(c) => {
-            sqlx::query_as(
-                "SELECT post_id, COUNT(*) FROM votes WHERE post_id = ANY($1) GROUP BY post_id",
-            )
-            .bind(posts)
-            .fetch_all(c)
-            .await?
-        }
-        ConnRef::Sqlite(c) => {
-            let sql = format!(
-                "SELECT post_id, COUNT(*) FROM votes WHERE post_id IN ({}) GROUP BY post_id",
-                placeholders(1, posts.len())
-            );
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for id in posts {
-                q = q.bind(*id);
-            }
-            q.fetch_all(c).await?
-        }
-    };
+    let rows: Vec<(Uuid, i64)> = crate::fetch_all_in!(
+        &mut conn,
+        "SELECT post_id, COUNT(*) FROM votes WHERE post_id {ids} GROUP BY post_id",
+        [],
+        posts
+    )?;
     Ok(rows.into_iter().collect())
 }
 
@@ -92,26 +73,12 @@ pub async fn voted(
     if posts.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows: Vec<(Uuid,)> = match conn.as_conn() {
-        ConnRef::Postgres(c) => {
-            sqlx::query_as("SELECT post_id FROM votes WHERE user_id = $1 AND post_id = ANY($2)")
-                .bind(user_id)
-                .bind(posts)
-                .fetch_all(c)
-                .await?
-        }
-        ConnRef::Sqlite(c) => {
-            let sql = format!(
-                "SELECT post_id FROM votes WHERE user_id = $1 AND post_id IN ({})",
-                placeholders(2, posts.len())
-            );
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user_id);
-            for id in posts {
-                q = q.bind(*id);
-            }
-            q.fetch_all(c).await?
-        }
-    };
+    let rows: Vec<(Uuid,)> = crate::fetch_all_in!(
+        &mut conn,
+        "SELECT post_id FROM votes WHERE user_id = $1 AND post_id {ids}",
+        [user_id],
+        posts
+    )?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 

@@ -13,9 +13,13 @@ use super::{
 use axum::http::header;
 
 use crate::{
-    auth::{Authenticated, api_key::NewKey, register::NewAccount},
+    auth::{
+        Authenticated,
+        api_key::NewKey,
+        cookie::{self, BrowserSession},
+        register::NewAccount,
+    },
     error::AppError,
-    http::cookies::{self, BrowserSession},
 };
 
 /// Queries about the caller's own account.
@@ -100,7 +104,7 @@ impl AccountMutation {
         let token = refresh_token.or_else(|| cookie_token(ctx));
         let done = auth(ctx).logout(caller(ctx), token.as_deref()).await?;
         if cookie_mode(ctx) {
-            ctx.append_http_header(header::SET_COOKIE, cookies::clear());
+            ctx.append_http_header(header::SET_COOKIE, cookie::clear());
         }
         Ok(done)
     }
@@ -213,7 +217,7 @@ fn payload(ctx: &Context<'_>, signed_in: Authenticated) -> AuthPayload {
     let max_age = auth(ctx).config.refresh_token_ttl.as_secs();
     ctx.append_http_header(
         header::SET_COOKIE,
-        cookies::set(&signed_in.refresh_token, max_age),
+        cookie::set(&signed_in.refresh_token, max_age),
     );
     AuthPayload {
         refresh_token: None,

@@ -3,20 +3,53 @@
 
 use async_graphql::{Response, ServerError, Value};
 
+use super::persisted;
 use crate::error::Code;
 
-/// The query text is not valid GraphQL.
-pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
-/// The operation does not fit the schema.
-pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
-
 /// Adds `code` to `error` unless it has one.
-pub fn with_code(mut error: ServerError, code: &str) -> ServerError {
+pub fn with_code(mut error: ServerError, code: Code) -> ServerError {
     let ext = error.extensions.get_or_insert_with(Default::default);
     if ext.get("code").is_none() {
-        ext.set("code", code);
+        ext.set("code", code.as_str());
     }
     error
+}
+
+/// A request that cannot run, refused before execution: its error, its code, and, when
+/// a persisted query was the trouble, why (from which the HTTP edge picks a status).
+#[derive(Debug)]
+pub struct Unrunnable {
+    /// The error to answer with, carrying `code`.
+    pub error: Box<ServerError>,
+    /// The error's code.
+    pub code: Code,
+    /// Why the persisted query or trusted document could not be used, if that is why.
+    pub persisted: Option<persisted::Failure>,
+}
+
+impl Unrunnable {
+    /// An error with `code` and `message`.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self::coded(ServerError::new(message, None), code)
+    }
+
+    /// `error`, given `code` unless it has one.
+    pub fn coded(error: ServerError, code: Code) -> Self {
+        Self {
+            error: Box::new(with_code(error, code)),
+            code,
+            persisted: None,
+        }
+    }
+}
+
+impl From<persisted::Failure> for Unrunnable {
+    fn from(failure: persisted::Failure) -> Self {
+        Self {
+            persisted: Some(failure.clone()),
+            ..Self::new(failure.code(), failure.message())
+        }
+    }
 }
 
 /// Whether the executor got as far as executing the operation: then there is data, or
@@ -38,9 +71,9 @@ pub const MAX_ERRORS: usize = 100;
 /// [`MAX_ERRORS`] are kept.
 pub fn finish(response: &mut Response, executed: bool) {
     let code = if executed {
-        Code::InternalServerError.as_str()
+        Code::InternalServerError
     } else {
-        VALIDATION_FAILED
+        Code::GraphqlValidationFailed
     };
     let mut errors = std::mem::take(&mut response.errors);
     if !executed && errors.len() > MAX_ERRORS {

@@ -8,10 +8,8 @@
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
-use super::documents::Unrunnable;
-
-/// The code of the refusal.
-pub const DISABLED: &str = "INTROSPECTION_DISABLED";
+use super::error_codes::Unrunnable;
+use crate::error::Code;
 
 /// Refuses `document` if it asks for `__schema` or `__type`.
 pub fn refuse(document: &ExecutableDocument) -> Result<(), Unrunnable> {
@@ -25,7 +23,7 @@ pub fn refuse(document: &ExecutableDocument) -> Result<(), Unrunnable> {
         .map(|f| &f.node.selection_set.node);
     if operations.chain(fragments).any(asks) {
         return Err(Unrunnable::new(
-            DISABLED,
+            Code::IntrospectionDisabled,
             "introspection is turned off on this server (QUIRE_INTROSPECTION=false): \
              __schema and __type are not available",
         ));

@@ -10,6 +10,22 @@
 //! batches per tick. (A field still waiting on something else, such as another query,
 //! asks later and joins a later batch.) A batch takes its keys when it starts, not when
 //! it is queued, so keys asked for while an earlier batch runs join it too.
+//!
+//! This replaces async-graphql's `DataLoader`, which batches on a timer (its `delay`) and
+//! spawns each batch. It relies on three behaviours, each checked by the batching tests'
+//! statement counts (`tests/api/batching.rs`):
+//! - async-graphql 7.2 resolves a selection's fields as futures joined inside the
+//!   request's own task (`FuturesUnordered` for an object's fields, `try_join_all` for a
+//!   list's items), never spawned, so one `poll` of the
+//!   execution future reaches every field that can run;
+//! - a future that returns `Pending` without waking itself is waiting on something
+//!   outside it (here, a batch), while one that wakes itself before returning (a long
+//!   list, async-graphql yielding) is not: [`drive`] tells the two apart with its waker;
+//! - tokio 1's cooperative budget: a task that spent it is woken only after its poll
+//!   returns, so `tokio::task::coop::has_budget_remaining` counts as a self-wake too.
+//!
+//! Subscriptions, which run outside any request, use [`for_stream`]: batches spawned
+//! after a short delay, as a timer-based loader would.
 
 use std::{
     collections::{HashMap, VecDeque},

@@ -5,7 +5,6 @@
 pub mod accounts;
 pub mod connection;
 pub mod context;
-pub mod documents;
 pub mod error_codes;
 pub mod fanout;
 pub mod field_order;
@@ -14,6 +13,7 @@ pub mod introspection;
 pub mod limits;
 pub mod loaders;
 pub mod operations;
+pub mod persisted;
 pub mod posts;
 pub mod runner;
 pub mod subscriptions;

@@ -3,14 +3,14 @@
 use async_graphql::{ComplexObject, Context, ID, Object, Result, connection::Connection};
 
 use super::{
-    connection::{PageCursor, connection},
+    connection::{PageCursor, connection, page_request},
     context::{identity, loader, parse_id, posts},
     guards::{CanWrite, RoleAtLeast, SignedIn},
     loaders::{HasVoted, VoteCount},
     types::{CreatePostInput, Post, UpdatePostInput, User},
 };
 use crate::{
-    db::{page::PageRequest, users::Role},
+    db::users::Role,
     error::AppError,
     posts::{NewPost, PostChanges},
 };
@@ -81,7 +81,7 @@ impl PostQuery {
         #[graphql(desc = "A cursor from a previous page.")] after: Option<String>,
         #[graphql(desc = "Only posts by this user.")] author_id: Option<ID>,
     ) -> Result<Connection<PageCursor, Post>> {
-        let page = PageRequest::new(first, after.as_deref())?;
+        let page = page_request(first, after.as_deref())?;
         let author = author_id.map(|id| parse_id("authorId", &id)).transpose()?;
         Ok(connection(
             posts(ctx).published(author, &page).await?,

@@ -14,19 +14,20 @@
 use std::{sync::Arc, time::Instant};
 
 use async_graphql::{
-    Data, Request, Response,
-    parser::types::{ExecutableDocument, OperationType},
+    Data, Request, Response, Value, Variables,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use futures::{StreamExt, stream::BoxStream};
 
 use super::{
     AppSchema,
-    documents::{Documents, Unrunnable, operation_type},
-    error_codes,
+    error_codes::{self, Unrunnable},
     fanout::{Fanout, Key, Viewer},
-    field_order, introspection, limits, operations, subscriptions,
+    field_order, introspection, limits, operations,
+    persisted::Documents,
+    subscriptions,
 };
-use crate::{config::Limits, telemetry::OperationNames};
+use crate::{config::Limits, error::Code, telemetry::OperationNames};
 
 /// Prepares and runs operations against the schema.
 #[derive(Clone)]
@@ -100,34 +101,23 @@ impl Runner {
         let resolved = self
             .documents
             .resolve(&request.query, &request.extensions.0)
-            .map_err(|refusal| Unrunnable {
-                status: Some(refusal.status()),
-                ..Unrunnable::new(refusal.code(), refusal.message())
-            })?;
+            .map_err(Unrunnable::from)?;
         request.query = resolved.query;
         // Before the parser sees it, and before anything else walks it: see `limits`.
-        limits::check_text(&request.query).map_err(|error| Unrunnable {
-            error: Box::new(error),
-            status: None,
-        })?;
+        limits::check_text(&request.query)
+            .map_err(|error| Unrunnable::coded(error, Code::GraphqlParseFailed))?;
         // Parsed once for the executor, and kept to put the response's fields in order.
         let document = request
             .parsed_query()
             .cloned()
-            .map_err(|error| Unrunnable {
-                error: Box::new(error_codes::with_code(error, error_codes::PARSE_FAILED)),
-                status: None,
-            })?;
+            .map_err(|error| Unrunnable::coded(error, Code::GraphqlParseFailed))?;
         limits::check(
             &document,
             &request.variables,
             self.max_nodes,
             self.max_aliases,
         )
-        .map_err(|error| Unrunnable {
-            error: Box::new(error),
-            status: None,
-        })?;
+        .map_err(|error| Unrunnable::coded(error, Code::GraphqlValidationFailed))?;
         if !self.introspection {
             introspection::refuse(&document)?;
         }
@@ -201,4 +191,55 @@ impl Runner {
                 .boxed()
         })
     }
+}
+
+/// The type and name of the operation a request selects from its document, or why it
+/// cannot run: no operation is selected, or a required variable has no value (which the
+/// executor would only find out once running).
+pub fn operation_type(
+    document: &ExecutableDocument,
+    name: Option<&str>,
+    variables: &Variables,
+) -> Result<(OperationType, Option<String>), Unrunnable> {
+    let unknown = |name: &str| {
+        Unrunnable::new(
+            Code::BadRequest,
+            format!("the document has no operation named \"{name}\""),
+        )
+    };
+    let (operation, name) = match (&document.operations, name) {
+        (DocumentOperations::Single(op), None) => (op, None),
+        (DocumentOperations::Single(_), Some(name)) => return Err(unknown(name)),
+        (DocumentOperations::Multiple(ops), Some(name)) => (
+            ops.get(name).ok_or_else(|| unknown(name))?,
+            Some(name.to_owned()),
+        ),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .iter()
+            .next()
+            .map(|(name, op)| (op, Some(name.to_string())))
+            .ok_or_else(|| Unrunnable::new(Code::BadRequest, "the document holds no operation"))?,
+        (DocumentOperations::Multiple(_), None) => {
+            return Err(Unrunnable::new(
+                Code::BadRequest,
+                "the document holds several operations: name one in operationName",
+            ));
+        }
+    };
+    for definition in &operation.node.variable_definitions {
+        let definition = &definition.node;
+        let given = variables
+            .get(&definition.name.node)
+            .is_some_and(|v| *v != Value::Null);
+        if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
+            return Err(Unrunnable::new(
+                Code::GraphqlValidationFailed,
+                format!(
+                    "Variable \"${}\" of required type \"{}\" was not provided.",
+                    definition.name.node, definition.var_type.node
+                ),
+            ));
+        }
+    }
+    Ok((operation.node.ty, name))
 }

@@ -3,7 +3,7 @@
 use async_graphql::{ComplexObject, Context, ID, Object, Result, connection::Connection};
 
 use super::{
-    connection::{PageCursor, connection},
+    connection::{PageCursor, connection, page_request},
     context::{auth, identity, loader, parse_id},
     guards::{RoleAtLeast, SignedIn},
     loaders::AuthorPosts,
@@ -12,7 +12,7 @@ use super::{
 use crate::{
     auth::register::NewAccount,
     db::{
-        page::{Page, PageRequest},
+        page::Page,
         users::{self, UserFilter},
     },
     error::AppError,
@@ -40,7 +40,7 @@ impl User {
         #[graphql(default = 20, desc = "How many posts, at most 100.")] first: Option<i32>,
         #[graphql(desc = "A cursor from a previous page.")] after: Option<String>,
     ) -> Result<Connection<PageCursor, Post>> {
-        let page = PageRequest::new(first, after.as_deref())?;
+        let page = page_request(first, after.as_deref())?;
         // In the payload of a sign-in the request has no caller yet: the viewer is the
         // user being signed in.
         let (viewer, viewer_is_admin) = if self.shown_to_self {
@@ -92,7 +92,7 @@ impl UserQuery {
         #[graphql(desc = "Only users whose username or email starts with this, in any case.")]
         search: Option<String>,
     ) -> Result<Connection<PageCursor, User>> {
-        let page = PageRequest::new(first, after.as_deref())?;
+        let page = page_request(first, after.as_deref())?;
         let filter = UserFilter {
             role: role.map(Into::into),
             search: search.filter(|s| !s.is_empty()),

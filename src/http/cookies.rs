@@ -1,26 +1,15 @@
-//! Browser sessions: the refresh token in an HttpOnly cookie, out of reach of page
-//! scripts, and the checks that keep other sites from using it.
+//! Browser sessions at the HTTP edge: the refresh cookie read from a request, and the
+//! check that keeps other sites from using it. What the cookie holds and how it is set
+//! lives in `auth/cookie.rs`.
 
+use super::wire::{Format, Refusal};
+use crate::{auth::cookie::REFRESH_COOKIE, error::Code};
 use axum::{
     extract::Request,
     http::{HeaderMap, StatusCode, header},
     middleware::Next,
     response::Response,
 };
-
-/// The cookie's name. The `__Host-` prefix makes browsers insist on `Secure`, `Path=/`
-/// and no `Domain`, so no other host can set or read it.
-pub const REFRESH_COOKIE: &str = "__Host-quire_refresh";
-
-/// What a request brings in the way of a browser session: whether cookie mode is on,
-/// and the refresh token its cookie holds.
-#[derive(Debug, Clone, Default)]
-pub struct BrowserSession {
-    /// Cookie mode (`QUIRE_REFRESH_COOKIE`).
-    pub enabled: bool,
-    /// The refresh cookie's value, if sent.
-    pub token: Option<String>,
-}
 
 /// The refresh cookie's value among the request's cookies.
 pub fn read(headers: &HeaderMap) -> Option<String> {
@@ -33,18 +22,6 @@ pub fn read(headers: &HeaderMap) -> Option<String> {
         .find(|(name, _)| *name == REFRESH_COOKIE)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty())
-}
-
-/// A `Set-Cookie` value holding `token` for `max_age` seconds.
-pub fn set(token: &str, max_age: u64) -> String {
-    format!(
-        "{REFRESH_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={max_age}"
-    )
-}
-
-/// A `Set-Cookie` value that removes the cookie.
-pub fn clear() -> String {
-    format!("{REFRESH_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0")
 }
 
 /// Middleware: a request carrying the refresh cookie and an `Origin` must come from one
@@ -61,13 +38,14 @@ pub async fn origin_check(
         .map(|o| o.trim_end_matches('/').to_owned());
     if let Some(origin) = origin
         && read(req.headers()).is_some()
-        && !config.cors_origins.contains(&origin)
+        && !config.server.cors_origins.contains(&origin)
     {
-        return super::limits::refusal(
+        return Refusal::new(
             StatusCode::FORBIDDEN,
-            "FORBIDDEN",
+            Code::Forbidden,
             "requests carrying the session cookie must come from an allowed origin",
-        );
+        )
+        .into_response(Format::Json);
     }
     next.run(req).await
 }

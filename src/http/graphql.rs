@@ -1,38 +1,34 @@
 //! `POST /graphql` and `GET /graphql`: GraphQL over HTTP as the GraphQL-over-HTTP
-//! specification describes it, GraphiQL for browsers, and the WebSocket upgrade for
-//! subscriptions.
+//! specification describes it, and GraphiQL for browsers.
 //!
 //! Each request is read ([`super::wire`]), its document found (sent in full, or by hash:
 //! [`crate::graphql::documents`]) and parsed once here, and checked for what HTTP allows
 //! (no mutation over GET, no subscription over HTTP) before the executor sees it.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use async_graphql::parser::types::OperationType;
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, FromRequestParts, Request, State, ws::WebSocketUpgrade},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    response::Response,
 };
 
 use super::{
     AppState,
-    cookies::BrowserSession,
     request_id::RequestId,
-    wire::{self, Format, Outcome, Refused},
+    wire::{self, Format, Outcome, Refusal},
 };
 use crate::{
-    auth::{Caller, ClientInfo},
+    auth::{Caller, ClientInfo, cookie::BrowserSession},
     db,
-    error::REQUEST_ID,
+    error::{Code, REQUEST_ID, RetryAfter},
     graphql::{
         context::CredentialBudget,
-        documents::Unrunnable,
+        error_codes::Unrunnable,
         loaders,
+        persisted::Failure,
         runner::{Ran, Ready},
     },
 };
@@ -41,7 +37,7 @@ use crate::{
 pub async fn post(
     State(state): State<AppState>,
     axum::Extension(RequestId(id)): axum::Extension<RequestId>,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -52,29 +48,22 @@ pub async fn post(
         Ok(read) => read,
         Err(refused) => return refused.into_response(format),
     };
-    let ip = client_ip(&state, peer.map(|p| (p.0).0), &headers);
     let transport = Transport {
         format,
         over_get: false,
         batch,
     };
-    run(&state, id, ip, &headers, transport, requests).await
+    run(&state, id, client, &headers, transport, requests).await
 }
 
-/// Upgrades to a WebSocket for subscriptions; serves GraphiQL to browsers; and executes
-/// a query sent in the URL otherwise.
-pub async fn get(State(state): State<AppState>, request: Request) -> Response {
-    let (mut parts, _) = request.into_parts();
-    if super::subscriptions::is_upgrade(&parts.headers) {
-        return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-            Ok(upgrade) => super::subscriptions::upgrade(state, upgrade, &parts).await,
-            Err(rejection) => rejection.into_response(),
-        };
-    }
+/// Serves GraphiQL to browsers, and executes a query sent in the URL otherwise. (The
+/// router sends WebSocket upgrades of the same URL to [`super::ws`].)
+pub async fn get(state: AppState, parts: Parts) -> Response {
+    let client = super::client::info(&state, &parts);
     let headers = parts.headers;
     if state.config.exposure.graphiql && wire::wants_html(&headers) {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        return super::graphiql::page(&state.config.graphiql_assets, host);
+        return super::graphiql::page(&state.config.server.graphiql_assets, host);
     }
     let Ok(format) = Format::negotiate(&headers) else {
         return wire::not_acceptable();
@@ -83,11 +72,6 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         Ok(request) => request,
         Err(refused) => return refused.into_response(format),
     };
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let ip = client_ip(&state, peer, &headers);
     let id = parts
         .extensions
         .get::<RequestId>()
@@ -98,7 +82,7 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         over_get: true,
         batch: false,
     };
-    run(&state, id, ip, &headers, transport, vec![request]).await
+    run(&state, id, client, &headers, transport, vec![request]).await
 }
 
 /// How a request arrived.
@@ -119,14 +103,14 @@ fn prepare(
     let ready = state.runner.prepare(request)?;
     match ready.ty {
         OperationType::Subscription => Err(Unrunnable::new(
-            "BAD_REQUEST",
+            Code::BadRequest,
             "subscriptions are served over WebSocket on /graphql \
              (graphql-transport-ws or graphql-ws)",
         )),
-        OperationType::Mutation if over_get => Err(Unrunnable {
-            status: Some(StatusCode::METHOD_NOT_ALLOWED.as_u16()),
-            ..Unrunnable::new("METHOD_NOT_ALLOWED", "mutations must be sent with POST")
-        }),
+        OperationType::Mutation if over_get => Err(Unrunnable::new(
+            Code::MethodNotAllowed,
+            "mutations must be sent with POST",
+        )),
         _ => Ok(ready),
     }
 }
@@ -134,7 +118,7 @@ fn prepare(
 async fn run(
     state: &AppState,
     request_id: String,
-    ip: Option<IpAddr>,
+    client: ClientInfo,
     headers: &HeaderMap,
     transport: Transport,
     requests: Vec<async_graphql::Request>,
@@ -143,16 +127,9 @@ async fn run(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    let client = ClientInfo {
-        ip,
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    };
     let api_key = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
     let session = BrowserSession {
-        enabled: state.config.refresh_cookie,
+        enabled: state.config.auth.refresh_cookie,
         token: super::cookies::read(headers),
     };
     // One loader and one credential budget for the whole HTTP request, batch or not.
@@ -200,10 +177,10 @@ async fn run(
     let mut outcomes = Vec::with_capacity(early.len());
     for failure in early {
         outcomes.push(match failure {
-            Some(Unrunnable { error, status }) => {
-                fixed_status = fixed_status.or(status.and_then(|s| StatusCode::from_u16(s).ok()));
+            Some(unrunnable) => {
+                fixed_status = fixed_status.or(status_of(&unrunnable));
                 Outcome {
-                    response: async_graphql::Response::from_errors(vec![*error]),
+                    response: async_graphql::Response::from_errors(vec![*unrunnable.error]),
                     executed: false,
                 }
             }
@@ -243,11 +220,11 @@ fn respond(transport: Transport, fixed: Option<StatusCode>, outcomes: Vec<Outcom
         serde_json::to_string(&outcomes[0])
     };
     let Ok(body) = body else {
-        return Refused {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "INTERNAL_SERVER_ERROR",
-            message: "the response could not be written".to_owned(),
-        }
+        return Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::InternalServerError,
+            "the response could not be written",
+        )
         .into_response(transport.format);
     };
     let mut http = wire::json(status, transport.format, body);
@@ -266,61 +243,29 @@ fn respond(transport: Transport, fixed: Option<StatusCode>, outcomes: Vec<Outcom
     http
 }
 
-/// When every error of a response without data is RATE_LIMITED, the request was refused
-/// as a whole: the longest wait it names, for `Retry-After`.
+/// When every error of a response without data is a rate limit's, the request was
+/// refused as a whole: the longest wait it names, for `Retry-After`.
 fn refused_as_a_whole(response: &async_graphql::Response) -> Option<u64> {
     if response.errors.is_empty() || !matches!(response.data, async_graphql::Value::Null) {
         return None;
     }
     response.errors.iter().try_fold(0u64, |longest, e| {
-        let ext = e.extensions.as_ref()?;
-        match (ext.get("code"), ext.get("retryAfter")) {
-            (Some(async_graphql::Value::String(code)), Some(async_graphql::Value::Number(n)))
-                if code == "RATE_LIMITED" =>
-            {
-                Some(longest.max(n.as_u64().unwrap_or(0)))
-            }
-            _ => None,
-        }
+        e.source::<RetryAfter>()
+            .map(|RetryAfter(wait)| longest.max(*wait))
     })
 }
 
-/// The client's address: the socket peer, unless that is a trusted proxy, in which case
-/// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy. A hop
-/// that cannot be read ends the walk at the last trusted address, so that nothing written
-/// to its left by the client counts.
-pub(super) fn client_ip(
-    state: &AppState,
-    peer: Option<SocketAddr>,
-    headers: &HeaderMap,
-) -> Option<IpAddr> {
-    let trusted = |ip: &IpAddr| state.config.trusted_proxies.contains(&ip.to_canonical());
-    let mut client = peer?.ip().to_canonical();
-    if !trusted(&client) {
-        return Some(client);
+/// The status a request that cannot run calls for whatever the media type, if any: a
+/// persisted-query miss is a normal step of that protocol (200, so that clients keep
+/// using it); a persisted query that cannot be right is 400; an operation outside the
+/// trusted documents is 404 by hash and 403 in full; a mutation over GET is 405.
+fn status_of(unrunnable: &Unrunnable) -> Option<StatusCode> {
+    match (&unrunnable.persisted, unrunnable.code) {
+        (Some(Failure::NotFound | Failure::NotSupported), _) => Some(StatusCode::OK),
+        (Some(Failure::HashMismatch | Failure::Malformed(_)), _) => Some(StatusCode::BAD_REQUEST),
+        (Some(Failure::NotInList { by_hash: true }), _) => Some(StatusCode::NOT_FOUND),
+        (Some(Failure::NotInList { by_hash: false }), _) => Some(StatusCode::FORBIDDEN),
+        (None, Code::MethodNotAllowed) => Some(StatusCode::METHOD_NOT_ALLOWED),
+        (None, _) => None,
     }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| v.to_str().unwrap_or(""))
-        .flat_map(|v| v.split(','))
-        .collect();
-    for hop in hops.iter().rev() {
-        let Some(ip) = parse_hop(hop.trim()) else {
-            break;
-        };
-        client = ip;
-        if !trusted(&ip) {
-            break;
-        }
-    }
-    Some(client)
-}
-
-/// An address as proxies write it in `X-Forwarded-For`: `ip`, `ip:port` or `[ip]:port`.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
-    hop.parse::<IpAddr>()
-        .ok()
-        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
-        .map(|ip| ip.to_canonical())
 }

@@ -7,28 +7,24 @@ use axum::{
     extract::Request,
     http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use http_body_util::BodyExt;
+
+use super::wire::{Format, Refusal};
+use crate::error::Code;
 
 /// How long a request may take before it is answered 408.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A whole-request refusal: `status`, with a GraphQL-shaped error carrying `code`.
-pub fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({
-        "errors": [{ "message": message, "extensions": { "code": code } }]
-    });
-    (status, axum::Json(body)).into_response()
-}
-
 /// 413, for a body over `QUIRE_MAX_BODY`.
 pub fn too_large() -> Response {
-    refusal(
+    Refusal::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
+        Code::PayloadTooLarge,
         "the request body is larger than this server accepts",
     )
+    .into_response(Format::Json)
 }
 
 /// Middleware: POSTs must be JSON.
@@ -50,11 +46,12 @@ pub async fn json_posts_only(req: Request, next: Next) -> Response {
             Some("application/json" | "application/graphql-response+json")
         );
         if !accepted {
-            let mut response = refusal(
+            let mut response = Refusal::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
+                Code::UnsupportedMediaType,
                 "send GraphQL requests as application/json",
-            );
+            )
+            .into_response(Format::Json);
             response
                 .headers_mut()
                 .insert("accept-post", HeaderValue::from_static("application/json"));
@@ -74,10 +71,8 @@ pub async fn bounded_body(max: usize, req: Request, next: Next) -> Response {
                 .await
         }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => too_large(),
-        Err(_) => refusal(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "the request body could not be read",
-        ),
+        Err(_) => {
+            Refusal::bad_request("the request body could not be read").into_response(Format::Json)
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP host: routes, the GraphQL transport, health checks, request ids, and the
 //! protections every request passes through.
 
+pub mod client;
 pub mod cookies;
 pub mod counted;
 pub mod graphiql;
@@ -10,13 +11,15 @@ pub mod limits;
 pub mod request_id;
 pub mod server;
 pub mod sockets;
-pub mod subscriptions;
 pub mod wire;
+pub mod ws;
 
 use axum::{
     Router,
+    extract::{FromRequestParts, Request, State, ws::WebSocketUpgrade},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware,
+    response::{IntoResponse, Response},
     routing::get,
 };
 use tower_http::{
@@ -114,13 +117,25 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// `GET /graphql`: a WebSocket upgrade for subscriptions, or GraphQL over HTTP.
+async fn get_graphql(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    if !ws::is_upgrade(&parts.headers) {
+        return graphql::get(state, parts).await;
+    }
+    match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => ws::upgrade(state, upgrade, &parts).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
 /// The application's routes; `main` and the tests serve the very same router.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.limits.max_body;
     let config = state.config.clone();
     let api = Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
-        .route("/graphql/ws", get(subscriptions::endpoint))
+        .route("/graphql", get(get_graphql).post(graphql::post))
+        .route("/graphql/ws", get(ws::endpoint))
         .layer(middleware::from_fn(move |req, next| {
             limits::bounded_body(max_body, req, next)
         }))
@@ -128,13 +143,13 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             cookies::origin_check(config.clone(), req, next)
         }))
-        .layer(cors(&state.config.cors_origins));
+        .layer(cors(&state.config.server.cors_origins));
     let mut router = Router::new()
         .merge(api)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready));
     // Unless it has an address of its own, or is not to be public.
-    if state.config.metrics_listen.is_none() && state.config.exposure.metrics {
+    if state.config.server.metrics_listen.is_none() && state.config.exposure.metrics {
         router = router.route("/metrics", get(health::metrics));
     }
     router

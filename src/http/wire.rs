@@ -14,6 +14,8 @@ use axum::{
 };
 use serde::Serialize;
 
+use crate::error::Code;
+
 /// The media type of a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -151,30 +153,38 @@ impl Format {
 }
 
 /// A request refused as a whole before any GraphQL work: its status, code and reason.
+/// Every whole-request refusal of the HTTP edge (malformed, too large, not JSON, from a
+/// foreign origin, no place for a socket) is one of these, answered with the same body:
+/// `{"errors": [{"message", "extensions": {"code"}}]}`.
 #[derive(Debug)]
-pub struct Refused {
+pub struct Refusal {
     /// The HTTP status.
     pub status: StatusCode,
     /// The error's `extensions.code`.
-    pub code: &'static str,
+    pub code: Code,
     /// What is wrong, naming the part of the request at fault.
     pub message: String,
 }
 
-impl Refused {
-    /// 400 BAD_REQUEST.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+impl Refusal {
+    /// A refusal with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "BAD_REQUEST",
+            status,
+            code,
             message: message.into(),
         }
+    }
+
+    /// 400 BAD_REQUEST.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Code::BadRequest, message)
     }
 
     /// The refusal as a response in `format`.
     pub fn into_response(self, format: Format) -> Response {
         let body = serde_json::json!({
-            "errors": [{ "message": self.message, "extensions": { "code": self.code } }]
+            "errors": [{ "message": self.message, "extensions": { "code": self.code.as_str() } }]
         });
         json(self.status, format, body.to_string())
     }
@@ -182,13 +192,12 @@ impl Refused {
 
 /// 406, for a client that accepts no type this server can answer in.
 pub fn not_acceptable() -> Response {
-    let mut response = Refused {
-        status: StatusCode::NOT_ACCEPTABLE,
-        code: "NOT_ACCEPTABLE",
-        message: "this server answers in application/graphql-response+json or \
-                  application/json; accept one of them"
-            .to_owned(),
-    }
+    let mut response = Refusal::new(
+        StatusCode::NOT_ACCEPTABLE,
+        Code::NotAcceptable,
+        "this server answers in application/graphql-response+json or application/json; \
+         accept one of them",
+    )
     .into_response(Format::Json);
     response.headers_mut().insert(header::VARY, vary());
     response
@@ -201,23 +210,23 @@ pub fn vary() -> HeaderValue {
 
 /// The requests in a POST body: one JSON object, or an array of them (a batch), with
 /// whether it was a batch.
-pub fn from_body(body: &[u8], max_batch: usize) -> Result<(Vec<Request>, bool), Refused> {
+pub fn from_body(body: &[u8], max_batch: usize) -> Result<(Vec<Request>, bool), Refusal> {
     let json: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| Refused::bad_request(format!("the request body is not valid JSON: {e}")))?;
+        .map_err(|e| Refusal::bad_request(format!("the request body is not valid JSON: {e}")))?;
     match json {
         serde_json::Value::Array(entries) => {
             if entries.is_empty() {
-                return Err(Refused::bad_request("the batch holds no operations"));
+                return Err(Refusal::bad_request("the batch holds no operations"));
             }
             if entries.len() > max_batch {
-                return Err(Refused {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "GRAPHQL_VALIDATION_FAILED",
-                    message: format!(
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    Code::GraphqlValidationFailed,
+                    format!(
                         "a batch may hold at most {max_batch} operations; this one holds {}",
                         entries.len()
                     ),
-                });
+                ));
             }
             let requests = entries
                 .into_iter()
@@ -232,18 +241,18 @@ pub fn from_body(body: &[u8], max_batch: usize) -> Result<(Vec<Request>, bool), 
 
 /// The request in the URL of a GET: `query`, `operationName`, and `variables` and
 /// `extensions` as JSON text.
-pub fn from_url(query_string: Option<&str>) -> Result<Request, Refused> {
+pub fn from_url(query_string: Option<&str>) -> Result<Request, Refusal> {
     let mut fields = serde_json::Map::new();
     for (name, value) in form_urlencoded::parse(query_string.unwrap_or("").as_bytes()) {
         let value = match name.as_ref() {
             "query" | "operationName" => serde_json::Value::String(value.into_owned()),
             "variables" | "extensions" => serde_json::from_str(&value).map_err(|e| {
-                Refused::bad_request(format!("the {name} parameter is not valid JSON: {e}"))
+                Refusal::bad_request(format!("the {name} parameter is not valid JSON: {e}"))
             })?,
             _ => continue,
         };
         if fields.insert(name.clone().into_owned(), value).is_some() {
-            return Err(Refused::bad_request(format!(
+            return Err(Refusal::bad_request(format!(
                 "the {name} parameter appears more than once"
             )));
         }
@@ -252,8 +261,8 @@ pub fn from_url(query_string: Option<&str>) -> Result<Request, Refused> {
 }
 
 /// One request from its JSON form; `context` prefixes errors (the batch entry).
-fn request(json: serde_json::Value, context: &str) -> Result<Request, Refused> {
-    let refuse = |why: &str| Refused::bad_request(format!("{context}{why}"));
+fn request(json: serde_json::Value, context: &str) -> Result<Request, Refusal> {
+    let refuse = |why: &str| Refusal::bad_request(format!("{context}{why}"));
     let serde_json::Value::Object(mut fields) = json else {
         return Err(refuse("a GraphQL request must be a JSON object"));
     };

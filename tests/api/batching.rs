@@ -134,7 +134,7 @@ async fn the_statements_of_a_read_share_one_connection(db: TestDb) {
 }
 
 async fn one_connection_serves_concurrent_reads_and_writes(db: TestDb) {
-    let app = db.spawn_with(|s| s.database_pool_size = "1".into()).await;
+    let app = db.spawn_with(|s| s.common.pool_size = 1).await;
     let writer = app.signed_up("writer").await;
     let reader = app.signed_up("reader").await;
     let post = app.post(&writer.access, "Shared", true).await;
@@ -184,7 +184,9 @@ async fn one_connection_serves_concurrent_reads_and_writes(db: TestDb) {
 
 async fn a_request_may_read_the_posts_of_hundreds_of_authors(db: TestDb) {
     // Complexity raised so that one request can list 600 users, each with a post.
-    let app = db.spawn_with(|s| s.max_complexity = "20000".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.limits.max_complexity = 20000)
+        .await;
     let admin = app.admin("root").await;
     let plan = quire::seed::Plan {
         users: 600,

@@ -153,7 +153,10 @@ async fn graphiql_runs_login_and_me_in_a_real_browser(db: TestDb) {
     }
     let assets = asset_server(node_modules).await;
     let app = db
-        .spawn_with(|s| s.graphiql_assets = format!("{assets}/"))
+        .spawn_with(|s| {
+            s.serving.server.graphiql_assets =
+                quire::config::parse::base_url(&format!("{assets}/")).unwrap()
+        })
         .await;
     app.register("ada@example.com", "ada", PASSWORD).await.ok();
     let artifacts = root().join("target/test-artifacts");
@@ -228,7 +231,10 @@ async fn the_urql_example_runs(db: TestDb) {
 
 async fn the_graphiql_page_loads_pinned_assets_under_a_strict_policy(db: TestDb) {
     let app = db
-        .spawn_with(|s| s.graphiql_assets = "https://assets.example.com/npm".into())
+        .spawn_with(|s| {
+            s.serving.server.graphiql_assets =
+                quire::config::parse::base_url("https://assets.example.com/npm/").unwrap()
+        })
         .await;
     let page = |app: &TestApp| {
         app.client
@@ -282,7 +288,9 @@ async fn the_graphiql_page_loads_pinned_assets_under_a_strict_policy(db: TestDb)
     assert_ne!(policy, policy2);
 
     // In production there is no page.
-    let app = db.spawn_with(|s| s.environment = "production".into()).await;
+    let app = db
+        .spawn_with(|s| s.common.environment = quire::config::Environment::Production)
+        .await;
     let res = page(&app).await.unwrap();
     assert_ne!(
         res.headers()

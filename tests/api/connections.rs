@@ -77,7 +77,9 @@ async fn healthy_from(app: &TestApp, from: [u8; 4]) -> u16 {
 }
 
 async fn a_request_whose_headers_never_finish_is_cut_off(db: TestDb) {
-    let app = db.spawn_with(|s| s.header_timeout = "1s".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.connections.header_timeout = std::time::Duration::from_secs(1))
+        .await;
     let mut stream = connect_from(&app, [127, 0, 0, 1], None).await;
     // A slow client: a header line now and then, never the blank line that ends them.
     stream
@@ -109,7 +111,9 @@ async fn a_request_whose_headers_never_finish_is_cut_off(db: TestDb) {
 }
 
 async fn a_client_that_stops_reading_is_cut_off(db: TestDb) {
-    let app = db.spawn_with(|s| s.idle_timeout = "1s".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.connections.idle_timeout = std::time::Duration::from_secs(1))
+        .await;
     let t = app.signed_up("ada").await;
     // A response of a few hundred kilobytes, asked for many times over on one connection
     // (pipelined) by a client that then reads nothing: the server's writes stall.
@@ -152,7 +156,7 @@ async fn a_client_that_stops_reading_is_cut_off(db: TestDb) {
 
 async fn one_address_cannot_take_every_connection(db: TestDb) {
     let app = db
-        .spawn_with(|s| s.max_connections_per_address = "20".into())
+        .spawn_with(|s| s.serving.connections.per_address = 20)
         .await;
     // 200 half-sent requests from one address.
     let mut held = Vec::new();
@@ -181,7 +185,7 @@ async fn one_address_cannot_take_every_connection(db: TestDb) {
 }
 
 async fn the_connection_bound_holds_others_in_the_queue(db: TestDb) {
-    let app = db.spawn_with(|s| s.max_connections = "5".into()).await;
+    let app = db.spawn_with(|s| s.serving.connections.max = 5).await;
     let mut held = Vec::new();
     for i in 0..5 {
         held.push(connect_from(&app, [127, 0, 0, 10 + i], None).await);

@@ -49,8 +49,8 @@ async fn with_cookie(
 async fn cookie_mode_keeps_the_refresh_token_from_page_scripts(db: TestDb) {
     let app = db
         .spawn_with(|s| {
-            s.refresh_cookie = "true".into();
-            s.cors_origins = APP_ORIGIN.into();
+            s.serving.auth.refresh_cookie = true;
+            s.serving.server.cors_origins = quire::config::parse::origins(APP_ORIGIN).unwrap();
         })
         .await;
     let reg = app.register("ada@example.com", "ada", PASSWORD).await.ok();
@@ -109,8 +109,8 @@ async fn cookie_mode_keeps_the_refresh_token_from_page_scripts(db: TestDb) {
 async fn requests_with_the_cookie_must_come_from_an_allowed_origin(db: TestDb) {
     let app = db
         .spawn_with(|s| {
-            s.refresh_cookie = "true".into();
-            s.cors_origins = APP_ORIGIN.into();
+            s.serving.auth.refresh_cookie = true;
+            s.serving.server.cors_origins = quire::config::parse::origins(APP_ORIGIN).unwrap();
         })
         .await;
     let reg = app.register("ada@example.com", "ada", PASSWORD).await.ok();
@@ -165,7 +165,11 @@ async fn requests_with_the_cookie_must_come_from_an_allowed_origin(db: TestDb) {
 }
 
 async fn only_listed_origins_may_call_with_credentials(db: TestDb) {
-    let app = db.spawn_with(|s| s.cors_origins = APP_ORIGIN.into()).await;
+    let app = db
+        .spawn_with(|s| {
+            s.serving.server.cors_origins = quire::config::parse::origins(APP_ORIGIN).unwrap()
+        })
+        .await;
     let preflight = |origin: &'static str| {
         let app = &app;
         async move {

@@ -158,7 +158,7 @@ async fn nodes_are_counted_with_fragments_expanded(db: TestDb) {
     let res = app.gql(None, INTROSPECTION, json!({})).await.ok();
     assert_eq!(res.data("__schema.queryType.name"), "Query");
 
-    let limited = db.spawn_with(|s| s.max_nodes = "50".into()).await;
+    let limited = db.spawn_with(|s| s.serving.limits.max_nodes = 50).await;
     // `me` and five fields, spread eight times: 1 + 8 × 6 = 49 selections.
     let spread = |times: usize| {
         format!(

@@ -188,11 +188,11 @@ impl TestDb {
     /// for brute-force protection, which is off unless a test turns it on: the stories
     /// sign in far more often than any person would.
     pub fn settings(&self) -> Settings {
-        Settings {
-            database_url: self.url.clone(),
-            rate_limit: "off".into(),
-            ..Settings::default()
-        }
+        let mut settings = Settings::default();
+        settings.common.database_url =
+            quire::config::DatabaseUrl::parse(&self.url).expect("a database URL");
+        settings.serving.throttle.enabled = false;
+        settings
     }
 
     /// Starts the application with default settings.
@@ -204,7 +204,7 @@ impl TestDb {
     pub async fn spawn_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         let mut settings = self.settings();
         adjust(&mut settings);
-        let config = Config::from_settings(&settings).expect("valid test settings");
+        let config = Config::new(settings).expect("valid test settings");
         let app = App::start(&config).await.expect("the application starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let addr = listener.local_addr().expect("a bound address");

@@ -31,7 +31,7 @@ pub(crate) async fn post_count(app: &TestApp, token: &str) -> usize {
 }
 
 async fn depth_is_limited(db: TestDb) {
-    let app = db.spawn_with(|s| s.max_depth = "5".into()).await;
+    let app = db.spawn_with(|s| s.serving.limits.max_depth = 5).await;
     let t = app.signed_up("ada").await;
     app.gql(
         Some(&t.access),
@@ -63,7 +63,9 @@ async fn depth_is_limited(db: TestDb) {
 
 async fn complexity_is_limited_with_connections_costing_their_page(db: TestDb) {
     // A page costs `first` times its selection: edges + node + id = 3.
-    let app = db.spawn_with(|s| s.max_complexity = "30".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.limits.max_complexity = 30)
+        .await;
     let t = app.signed_up("ada").await;
     let page = |n: usize| format!("{{ posts(first: {n}) {{ edges {{ node {{ id }} }} }} }}");
     app.gql(Some(&t.access), &page(10), json!({})).await.ok();
@@ -149,7 +151,7 @@ async fn aliases_are_limited(db: TestDb) {
 }
 
 async fn bodies_are_limited(db: TestDb) {
-    let app = db.spawn_with(|s| s.max_body = "1KiB".into()).await;
+    let app = db.spawn_with(|s| s.serving.limits.max_body = 1024).await;
     let t = app.signed_up("ada").await;
     let padded = |len: usize| {
         let query = format!("{{ me {{ id }} }} #{}", "x".repeat(len));

@@ -24,7 +24,7 @@ crate::on_both_databases!(
 
 async fn one_request_tries_at_most_one_password(db: TestDb) {
     // Aliases allowed well beyond 20, so that only the credential rule is at work.
-    let app = db.spawn_with(|s| s.max_aliases = "25".into()).await;
+    let app = db.spawn_with(|s| s.serving.limits.max_aliases = 25).await;
     app.signed_up("ada").await;
     let attempts: Vec<String> = (0..20)
         .map(|i| {
@@ -95,7 +95,9 @@ async fn production_hides_introspection_and_graphiql(db: TestDb) {
             .contains("graphiql")
     );
 
-    let prod = db.spawn_with(|s| s.environment = "production".into()).await;
+    let prod = db
+        .spawn_with(|s| s.common.environment = quire::config::Environment::Production)
+        .await;
     // The schema is not described: asking for it is refused with a code of its own,
     // however the fields are reached, and nothing runs, answered as any other request
     // that fails before execution.
@@ -149,9 +151,9 @@ async fn production_hides_introspection_and_graphiql(db: TestDb) {
     // Asked for, production shows them.
     let open = db
         .spawn_with(|s| {
-            s.environment = "production".into();
-            s.introspection = Some("true".into());
-            s.graphiql = Some("true".into());
+            s.common.environment = quire::config::Environment::Production;
+            s.serving.exposure.introspection = Some(true);
+            s.serving.exposure.graphiql = Some(true);
         })
         .await;
     open.gql(Some(&t.access), introspect, json!({})).await.ok();
@@ -260,7 +262,9 @@ async fn metrics_expose_the_named_series(db: TestDb) {
 }
 
 async fn metric_series_stay_bounded_however_many_names_clients_send(db: TestDb) {
-    let app = db.spawn_with(|s| s.metrics_operations = "10".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.server.metrics_operations = 10)
+        .await;
     // Names of this test's own, since every server of this process shares the recorder.
     let prefix = format!("Flood{}", uuid::Uuid::new_v4().simple());
     for i in 0..300 {
@@ -288,12 +292,14 @@ async fn metric_series_stay_bounded_however_many_names_clients_send(db: TestDb) 
 }
 
 async fn metrics_are_not_public_in_production_unless_asked(db: TestDb) {
-    let production = db.spawn_with(|s| s.environment = "production".into()).await;
+    let production = db
+        .spawn_with(|s| s.common.environment = quire::config::Environment::Production)
+        .await;
     assert_eq!(production.get("/metrics", None).await.status(), 404);
     let asked = db
         .spawn_with(|s| {
-            s.environment = "production".into();
-            s.metrics = Some("true".into());
+            s.common.environment = quire::config::Environment::Production;
+            s.serving.exposure.metrics = Some(true);
         })
         .await;
     let res = asked.get("/metrics", None).await;

@@ -231,9 +231,7 @@ async fn malformed_persisted_query_extensions_are_400(db: TestDb) {
 }
 
 async fn persisted_queries_can_be_turned_off(db: TestDb) {
-    let app = db
-        .spawn_with(|s| s.persisted_queries_cache = "0".into())
-        .await;
+    let app = db.spawn_with(|s| s.serving.persisted.cache_bytes = 0).await;
     let query = "{ __typename }";
     let (status, body) = post(
         &app,
@@ -277,8 +275,8 @@ async fn trusted_documents_are_the_only_operations_when_required(db: TestDb) {
     let (_dir, path) = manifest(&[me, login]);
     let app = db
         .spawn_with(|s| {
-            s.persisted_documents = path.clone();
-            s.persisted_only = "true".into();
+            s.serving.persisted.documents = Some(path.clone().into());
+            s.serving.persisted.only = true;
         })
         .await;
     // Registering is not among the trusted operations: the account is made directly.
@@ -344,7 +342,7 @@ async fn trusted_documents_are_served_by_hash_alongside_free_queries(db: TestDb)
     let path = dir.path().join("documents.json");
     std::fs::write(&path, json!({ sha256(me): me }).to_string()).unwrap();
     let app = db
-        .spawn_with(|s| s.persisted_documents = path.to_str().unwrap().to_owned())
+        .spawn_with(|s| s.serving.persisted.documents = Some(path.clone()))
         .await;
     let alice = app.signed_up("alice").await;
     let (_, body) = post(

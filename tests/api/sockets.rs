@@ -29,7 +29,7 @@ const NESTED: &str = "subscription { postCreated { id title author { username \
 async fn one_event_is_resolved_once_for_every_subscription_of_one_viewer(db: TestDb) {
     statements::install();
     let app = db
-        .spawn_with(|s| s.max_subscriptions_per_user = "1000".into())
+        .spawn_with(|s| s.serving.websockets.subscriptions_per_user = 1000)
         .await;
     let ada = app.signed_up("ada").await;
     let bob = app.signed_up("bob").await;
@@ -112,7 +112,7 @@ async fn subscriptions_have_a_lower_complexity_limit_of_their_own(db: TestDb) {
 
 async fn an_account_runs_a_bounded_number_of_subscriptions(db: TestDb) {
     let app = db
-        .spawn_with(|s| s.max_subscriptions_per_user = "150".into())
+        .spawn_with(|s| s.serving.websockets.subscriptions_per_user = 150)
         .await;
     let ada = app.signed_up("ada").await;
     let mut first = Ws::signed_in(&app, &ada.access).await;
@@ -160,9 +160,9 @@ async fn sign_in_from(app: &TestApp, from: [u8; 4], access: &str) -> Result<Ws, 
 async fn anonymous_sockets_cannot_keep_signed_in_users_out(db: TestDb) {
     let app = db
         .spawn_with(|s| {
-            s.max_websockets = "200".into();
-            s.max_pending_websockets = "20".into();
-            s.max_websockets_per_address = "10".into();
+            s.serving.websockets.max = 200;
+            s.serving.websockets.pending = 20;
+            s.serving.websockets.per_address = 10;
         })
         .await;
     let users = [
@@ -214,9 +214,7 @@ async fn anonymous_sockets_cannot_keep_signed_in_users_out(db: TestDb) {
 }
 
 async fn one_account_cannot_hold_every_socket(db: TestDb) {
-    let app = db
-        .spawn_with(|s| s.max_websockets_per_user = "5".into())
-        .await;
+    let app = db.spawn_with(|s| s.serving.websockets.per_user = 5).await;
     let ada = app.signed_up("ada").await;
     let bob = app.signed_up("bob").await;
     let mut adas = Vec::new();

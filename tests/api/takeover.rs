@@ -200,9 +200,9 @@ async fn sign_ins_racing_a_deactivation_do_not_come_back(db: TestDb) {
 /// enough to stay out of the way.
 async fn counting_failures(db: &TestDb) -> TestApp {
     db.spawn_with(|s| {
-        s.rate_limit = "on".into();
-        s.rate_limit_per_minute = "1000".into();
-        s.rate_limit_burst = "1000".into();
+        s.serving.throttle.enabled = true;
+        s.serving.throttle.per_minute = 1000;
+        s.serving.throttle.burst = 1000;
     })
     .await
 }
@@ -655,7 +655,9 @@ async fn composed_and_decomposed_addresses_are_one_account(db: TestDb) {
 }
 
 async fn a_refresh_that_fails_halfway_keeps_its_token(db: TestDb) {
-    let app = db.spawn_with(|s| s.refresh_reuse_grace = "1s".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.auth.refresh_reuse_grace = std::time::Duration::from_secs(1))
+        .await;
     let ada = app.signed_up("ada").await;
     // The database fails every read of the users table for a while, as an overloaded
     // or failing-over database would: sessions are still read and written.

@@ -22,10 +22,10 @@ crate::on_both_databases!(
 async fn an_account_has_a_budget_of_writes_however_it_sends_them(db: TestDb) {
     let app = db
         .spawn_with(|s| {
-            s.rate_limit = "on".into();
-            s.write_rate_per_minute = "6".into();
-            s.write_burst = "10".into();
-            s.max_aliases = "20".into();
+            s.serving.throttle.enabled = true;
+            s.serving.throttle.writes_per_minute = 6;
+            s.serving.throttle.write_burst = 10;
+            s.serving.limits.max_aliases = 20;
         })
         .await;
     let ada = app.signed_up("ada").await;
@@ -116,9 +116,9 @@ async fn login_from(app: &TestApp, forwarded: Option<&str>, email: &str, passwor
 async fn each_address_has_a_budget_of_credential_operations(db: TestDb) {
     let app = db
         .spawn_with(|s| {
-            s.rate_limit = "on".into();
-            s.rate_limit_per_minute = "1".into();
-            s.rate_limit_burst = "3".into();
+            s.serving.throttle.enabled = true;
+            s.serving.throttle.per_minute = 1;
+            s.serving.throttle.burst = 3;
         })
         .await;
     // Registering counts as much as signing in.
@@ -154,9 +154,9 @@ async fn failed_sign_ins_back_off_exponentially_until_one_succeeds(db: TestDb) {
     // A roomy budget per address, so that only the back-off is at work.
     let app = db
         .spawn_with(|s| {
-            s.rate_limit = "on".into();
-            s.rate_limit_per_minute = "1000".into();
-            s.rate_limit_burst = "100".into();
+            s.serving.throttle.enabled = true;
+            s.serving.throttle.per_minute = 1000;
+            s.serving.throttle.burst = 100;
         })
         .await;
     app.signed_up("ada").await;
@@ -208,9 +208,9 @@ async fn failed_sign_ins_back_off_exponentially_until_one_succeeds(db: TestDb) {
 
 async fn forwarded_addresses_count_only_from_trusted_proxies(db: TestDb) {
     let limits = |s: &mut quire::config::Settings| {
-        s.rate_limit = "on".into();
-        s.rate_limit_per_minute = "1".into();
-        s.rate_limit_burst = "2".into();
+        s.serving.throttle.enabled = true;
+        s.serving.throttle.per_minute = 1;
+        s.serving.throttle.burst = 2;
     };
     // From an untrusted peer, X-Forwarded-For is ignored: all three share one budget.
     let app = db.spawn_with(limits).await;
@@ -233,7 +233,8 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(db: TestDb) {
     let app = db
         .spawn_with(|s| {
             limits(s);
-            s.trusted_proxies = "127.0.0.1".into();
+            s.serving.server.trusted_proxies =
+                quire::config::parse::addresses("127.0.0.1").unwrap();
         })
         .await;
     for _ in 0..2 {
@@ -295,8 +296,9 @@ async fn an_account_pauses_after_a_hundred_failures_from_anywhere(db: TestDb) {
     // per-account count is at work.
     let app = db
         .spawn_with(|s| {
-            s.rate_limit = "on".into();
-            s.trusted_proxies = "127.0.0.1".into();
+            s.serving.throttle.enabled = true;
+            s.serving.server.trusted_proxies =
+                quire::config::parse::addresses("127.0.0.1").unwrap();
         })
         .await;
     app.signed_up("ada").await;
@@ -323,8 +325,9 @@ async fn an_account_pauses_after_a_hundred_failures_from_anywhere(db: TestDb) {
 async fn a_paused_account_lets_its_owner_in_from_where_they_signed_in(db: TestDb) {
     let app = db
         .spawn_with(|s| {
-            s.rate_limit = "on".into();
-            s.trusted_proxies = "127.0.0.1".into();
+            s.serving.throttle.enabled = true;
+            s.serving.server.trusted_proxies =
+                quire::config::parse::addresses("127.0.0.1").unwrap();
         })
         .await;
     app.signed_up("ada").await;

@@ -84,7 +84,9 @@ async fn concurrent_refreshes_converge_and_keep_the_session(db: TestDb) {
 }
 
 async fn reuse_after_the_grace_window_ends_the_session(db: TestDb) {
-    let app = db.spawn_with(|s| s.refresh_reuse_grace = "1s".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.auth.refresh_reuse_grace = std::time::Duration::from_secs(1))
+        .await;
     let stolen = app.signed_up("victim").await;
     let other_session = app.signed_in("victim").await;
 
@@ -112,7 +114,9 @@ async fn reuse_after_the_grace_window_ends_the_session(db: TestDb) {
 }
 
 async fn expired_access_tokens_are_refused(db: TestDb) {
-    let app = db.spawn_with(|s| s.access_token_ttl = "1s".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.auth.access_token_ttl = std::time::Duration::from_secs(1))
+        .await;
     let reg = app
         .register("brief@example.com", "brief", crate::helpers::PASSWORD)
         .await
@@ -142,7 +146,9 @@ async fn expired_access_tokens_are_refused(db: TestDb) {
 
 async fn refresh_tokens_expire_and_sessions_have_a_maximum_age(db: TestDb) {
     // A refresh token lives 3 s from its issue; each refresh slides that window.
-    let app = db.spawn_with(|s| s.refresh_token_ttl = "3s".into()).await;
+    let app = db
+        .spawn_with(|s| s.serving.auth.refresh_token_ttl = std::time::Duration::from_secs(3))
+        .await;
     let t = app.signed_up("slider").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t = TestApp::tokens(&app.refresh(&t.refresh).await.ok());
@@ -160,8 +166,8 @@ async fn refresh_tokens_expire_and_sessions_have_a_maximum_age(db: TestDb) {
     // However often it is refreshed, no session outlives the maximum age.
     let app = db
         .spawn_with(|s| {
-            s.refresh_token_ttl = "1h".into();
-            s.session_max_age = "5s".into();
+            s.serving.auth.refresh_token_ttl = std::time::Duration::from_secs(3600);
+            s.serving.auth.session_max_age = std::time::Duration::from_secs(5);
         })
         .await;
     let mut t = app.signed_up("capped").await;
@@ -183,7 +189,9 @@ fn sign(header: Header, claims: &serde_json::Map<String, Value>, key: &[u8]) -> 
 
 async fn forged_and_misused_tokens_are_refused(db: TestDb) {
     let app = db
-        .spawn_with(|s| s.jwt_secret = Some(TEST_SECRET.into()))
+        .spawn_with(|s| {
+            s.serving.auth.jwt_secret = Some(quire::config::parse::secret(TEST_SECRET).unwrap())
+        })
         .await;
     let t = app.signed_up("mallory").await;
 
@@ -318,7 +326,9 @@ async fn the_generated_signing_key_survives_a_restart(db: TestDb) {
 
     // An instance with a different configured key does not.
     let other = db
-        .spawn_with(|s| s.jwt_secret = Some(TEST_SECRET.into()))
+        .spawn_with(|s| {
+            s.serving.auth.jwt_secret = Some(quire::config::parse::secret(TEST_SECRET).unwrap())
+        })
         .await;
     assert_eq!(other.me(&t.access).await.code(), "UNAUTHENTICATED");
 }

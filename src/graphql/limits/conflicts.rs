@@ -17,11 +17,11 @@ use async_graphql::{
     parser::types::{ExecutableDocument, Field, Selection, SelectionSet},
 };
 
-use super::Refusal;
+use super::Exceeded;
 
 /// Refuses `document` at its first pair of fields with one response name that differ in
 /// name or arguments, within one type condition.
-pub(super) fn find(document: &ExecutableDocument) -> Result<(), Refusal> {
+pub(super) fn find(document: &ExecutableDocument) -> Result<(), Exceeded> {
     for (_, operation) in document.operations.iter() {
         every_set(document, &operation.node.selection_set)?;
     }
@@ -33,7 +33,10 @@ pub(super) fn find(document: &ExecutableDocument) -> Result<(), Refusal> {
 
 /// Looks for conflicts in `set` and in every set within it, as validation visits them:
 /// each where it is written, fragments not followed.
-fn every_set(document: &ExecutableDocument, set: &Positioned<SelectionSet>) -> Result<(), Refusal> {
+fn every_set(
+    document: &ExecutableDocument,
+    set: &Positioned<SelectionSet>,
+) -> Result<(), Exceeded> {
     if set.node.items.is_empty() {
         return Ok(());
     }
@@ -61,7 +64,7 @@ impl<'a> Level<'a> {
         document: &'a ExecutableDocument,
         on_type: Option<&'a str>,
         set: &'a SelectionSet,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), Exceeded> {
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
@@ -95,7 +98,7 @@ impl<'a> Level<'a> {
         on_type: Option<&'a str>,
         name: &'a str,
         field: &'a Positioned<Field>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), Exceeded> {
         let Some(earlier) = self.outputs.get(&(on_type, name)) else {
             self.outputs.insert((on_type, name), field);
             return Ok(());
@@ -109,7 +112,7 @@ impl<'a> Level<'a> {
         if same {
             Ok(())
         } else {
-            Err(Refusal::Conflict(name.to_owned(), earlier.pos, field.pos))
+            Err(Exceeded::Conflict(name.to_owned(), earlier.pos, field.pos))
         }
     }
 }

@@ -10,7 +10,7 @@ use async_graphql::{
 };
 use async_graphql_value::{ConstValue, Value};
 
-use super::{MAX_ARGUMENTS, MAX_DIRECTIVES, MAX_NESTING, Refusal};
+use super::{Exceeded, MAX_ARGUMENTS, MAX_DIRECTIVES, MAX_NESTING};
 
 /// What a document or one of its parts costs once its fragments are expanded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,9 +81,9 @@ fn own_nodes(
     directives: &[Positioned<Directive>],
     variables: &Variables<'_>,
     pos: Pos,
-) -> Result<u64, Refusal> {
+) -> Result<u64, Exceeded> {
     if directives.len() > MAX_DIRECTIVES {
-        return Err(Refusal::Directives(pos));
+        return Err(Exceeded::Directives(pos));
     }
     let mut nodes = 1u64;
     for (_, value) in arguments
@@ -99,7 +99,7 @@ fn own_nodes(
             .iter()
             .any(|d| d.node.arguments.len() > MAX_ARGUMENTS);
     if too_many {
-        return Err(Refusal::Arguments(pos));
+        return Err(Exceeded::Arguments(pos));
     }
     Ok(nodes.saturating_add(directives.len() as u64))
 }
@@ -118,9 +118,9 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     /// The cost of `set`, found at nesting level `level` (0 for an operation's own).
-    fn set(&mut self, set: &'a SelectionSet, level: usize, pos: Pos) -> Result<Cost, Refusal> {
+    fn set(&mut self, set: &'a SelectionSet, level: usize, pos: Pos) -> Result<Cost, Exceeded> {
         if level > MAX_NESTING {
-            return Err(Refusal::TooDeep(pos));
+            return Err(Exceeded::TooDeep(pos));
         }
         let mut cost = Cost::default();
         for item in &set.items {
@@ -160,13 +160,13 @@ impl<'a> Walk<'a> {
 
     /// The cost of the fragment `name`, spread so that its selections are at `level`:
     /// measured the first time, remembered after.
-    fn fragment(&mut self, name: &'a Name, level: usize, pos: Pos) -> Result<Cost, Refusal> {
+    fn fragment(&mut self, name: &'a Name, level: usize, pos: Pos) -> Result<Cost, Exceeded> {
         match self.fragments.get(name.as_str()) {
             Some(Memo::Measured(cost)) if level + cost.height > MAX_NESTING => {
-                Err(Refusal::TooDeep(pos))
+                Err(Exceeded::TooDeep(pos))
             }
             Some(Memo::Measured(cost)) => Ok(*cost),
-            Some(Memo::Measuring) => Err(Refusal::Cycle(name.clone(), pos)),
+            Some(Memo::Measuring) => Err(Exceeded::Cycle(name.clone(), pos)),
             None => {
                 // An unknown fragment is validation's to report.
                 let Some(fragment) = self.document.fragments.get(name) else {
@@ -196,7 +196,7 @@ pub(super) fn measure<'a>(
     sent: &'a async_graphql::Variables,
     max_nodes: usize,
     max_aliases: usize,
-) -> Result<Cost, Refusal> {
+) -> Result<Cost, Exceeded> {
     // A variable sent weighs its value; one not sent, the largest of its defaults.
     let mut variables: Variables<'a> = sent
         .iter()
@@ -239,13 +239,13 @@ pub(super) fn measure<'a>(
         let set = &operation.node.selection_set;
         let cost = walk.set(&set.node, 0, set.pos)?;
         if cost.aliases > max_aliases as u64 {
-            return Err(Refusal::Aliases(operation.pos));
+            return Err(Exceeded::Aliases(operation.pos));
         }
         total.nodes = total.nodes.saturating_add(cost.nodes).saturating_add(own);
         total.aliases = total.aliases.max(cost.aliases);
         total.height = total.height.max(cost.height);
         if total.nodes > max_nodes as u64 {
-            return Err(Refusal::Nodes(total.nodes));
+            return Err(Exceeded::Nodes(total.nodes));
         }
     }
     if let Some((name, fragment)) = document
@@ -253,7 +253,7 @@ pub(super) fn measure<'a>(
         .iter()
         .find(|(name, _)| !walk.fragments.contains_key(name.as_str()))
     {
-        return Err(Refusal::Unused(name.clone(), fragment.pos));
+        return Err(Exceeded::Unused(name.clone(), fragment.pos));
     }
     Ok(total)
 }
@@ -264,11 +264,11 @@ mod tests {
 
     use super::*;
 
-    fn cost(query: &str) -> Result<Cost, Refusal> {
+    fn cost(query: &str) -> Result<Cost, Exceeded> {
         cost_with(query, serde_json::json!({}))
     }
 
-    fn cost_with(query: &str, variables: serde_json::Value) -> Result<Cost, Refusal> {
+    fn cost_with(query: &str, variables: serde_json::Value) -> Result<Cost, Exceeded> {
         let variables = async_graphql::Variables::from_json(variables);
         measure(
             &parse_query(query).unwrap(),
@@ -308,7 +308,7 @@ mod tests {
         let document = parse_query(bomb(30, 10)).unwrap();
         assert_eq!(
             measure(&document, &Default::default(), 2000, 15),
-            Err(Refusal::Nodes(u64::MAX))
+            Err(Exceeded::Nodes(u64::MAX))
         );
     }
 
@@ -320,7 +320,7 @@ mod tests {
             text.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
         }
         text.push_str(" fragment F10000 on Query { __typename }");
-        assert!(matches!(cost(&text), Err(Refusal::TooDeep(_))));
+        assert!(matches!(cost(&text), Err(Exceeded::TooDeep(_))));
         // Thirty-two levels are allowed, as async-graphql allows them.
         let mut text = String::from("{ ...F0 }");
         for i in 0..31 {
@@ -334,11 +334,11 @@ mod tests {
     fn cycles_and_unused_fragments_are_refused() {
         assert!(matches!(
             cost("{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }"),
-            Err(Refusal::Cycle(..))
+            Err(Exceeded::Cycle(..))
         ));
         assert!(matches!(
             cost("{ me { id } } fragment A on Query { __typename }"),
-            Err(Refusal::Unused(..))
+            Err(Exceeded::Unused(..))
         ));
     }
 
@@ -352,7 +352,10 @@ mod tests {
             format!("{{ me {{ ...U }} }} fragment U on User{many} {{ id }}"),
             format!("query Q{many} {{ me {{ id }} }}"),
         ] {
-            assert!(matches!(cost(&text), Err(Refusal::Directives(_))), "{text}");
+            assert!(
+                matches!(cost(&text), Err(Exceeded::Directives(_))),
+                "{text}"
+            );
         }
         let ten = " @skip(if: false)".repeat(10);
         assert!(cost(&format!("{{ me{ten} {{ id }} }}")).is_ok());
@@ -393,7 +396,7 @@ mod tests {
             .join(", ");
         assert!(matches!(
             cost(&format!("{{ f({many}) }}")),
-            Err(Refusal::Arguments(_))
+            Err(Exceeded::Arguments(_))
         ));
     }
 
@@ -404,7 +407,7 @@ mod tests {
         assert!(measure(&document, &Default::default(), 2000, 2).is_ok());
         assert!(matches!(
             measure(&document, &Default::default(), 2000, 1),
-            Err(Refusal::Aliases(_))
+            Err(Exceeded::Aliases(_))
         ));
     }
 }

@@ -40,7 +40,8 @@ mod text;
 
 use async_graphql::{Name, Pos, ServerError, Variables, parser::types::ExecutableDocument};
 
-use super::error_codes::{PARSE_FAILED, VALIDATION_FAILED, with_code};
+use super::error_codes::with_code;
+use crate::error::Code;
 
 /// How deeply brackets (`{`, `[`, `(`) may nest in a document's text: far more than
 /// selections nested [`MAX_NESTING`] deep with arguments need, and far less than would
@@ -62,9 +63,9 @@ pub const MAX_DIRECTIVES: usize = 10;
 /// of fields that share a name pairwise.
 pub const MAX_ARGUMENTS: usize = 16;
 
-/// Why a document is refused.
+/// Which bound a document exceeds, and where.
 #[derive(Debug, PartialEq, Eq)]
-enum Refusal {
+enum Exceeded {
     /// Brackets nested too deeply, at this byte.
     Brackets(usize),
     /// A name or number too long, at this byte.
@@ -85,11 +86,11 @@ enum Refusal {
 pub fn check_text(text: &str) -> Result<(), ServerError> {
     let (message, at) = match text::scan(text) {
         Ok(()) => return Ok(()),
-        Err(Refusal::Brackets(at)) => (
+        Err(Exceeded::Brackets(at)) => (
             format!("brackets nest more than {MAX_BRACKETS} levels deep"),
             at,
         ),
-        Err(Refusal::LongName(at)) => (
+        Err(Exceeded::LongName(at)) => (
             format!("a name or number is longer than {MAX_NAME} characters"),
             at,
         ),
@@ -97,7 +98,7 @@ pub fn check_text(text: &str) -> Result<(), ServerError> {
     };
     Err(with_code(
         ServerError::new(message, Some(position(text, at))),
-        PARSE_FAILED,
+        Code::GraphqlParseFailed,
     ))
 }
 
@@ -123,48 +124,48 @@ pub fn check(
         .and_then(|_| conflicts::find(document));
     let (message, locations) = match outcome {
         Ok(()) => return Ok(()),
-        Err(Refusal::Nodes(n)) => (
+        Err(Exceeded::Nodes(n)) => (
             format!(
                 "the document has {n} nodes once its fragments are expanded; \
                  at most {max_nodes} are allowed"
             ),
             vec![Pos { line: 1, column: 1 }],
         ),
-        Err(Refusal::Aliases(pos)) => (
+        Err(Exceeded::Aliases(pos)) => (
             format!("the operation uses more than {max_aliases} aliases, the most allowed"),
             vec![pos],
         ),
-        Err(Refusal::TooDeep(pos)) => (
+        Err(Exceeded::TooDeep(pos)) => (
             format!("selections nest more than {MAX_NESTING} levels deep, counting fragments"),
             vec![pos],
         ),
-        Err(Refusal::Directives(pos)) => (
+        Err(Exceeded::Directives(pos)) => (
             format!("more than {MAX_DIRECTIVES} directives in one place"),
             vec![pos],
         ),
-        Err(Refusal::Arguments(pos)) => (
+        Err(Exceeded::Arguments(pos)) => (
             format!("more than {MAX_ARGUMENTS} arguments in one place"),
             vec![pos],
         ),
-        Err(Refusal::Cycle(name, pos)) => (
+        Err(Exceeded::Cycle(name, pos)) => (
             format!("fragment \"{name}\" spreads itself, directly or through other fragments"),
             vec![pos],
         ),
-        Err(Refusal::Unused(name, pos)) => {
+        Err(Exceeded::Unused(name, pos)) => {
             (format!("fragment \"{name}\" is never used"), vec![pos])
         }
-        Err(Refusal::Conflict(name, first, second)) => (
+        Err(Exceeded::Conflict(name, first, second)) => (
             format!(
                 "fields \"{name}\" conflict: they select different fields or arguments under \
                  one name; give them different aliases to fetch both"
             ),
             vec![first, second],
         ),
-        Err(Refusal::Brackets(_) | Refusal::LongName(_)) => {
+        Err(Exceeded::Brackets(_) | Exceeded::LongName(_)) => {
             unreachable!("the text was checked before it was parsed")
         }
     };
     let mut error = ServerError::new(message, None);
     error.locations = locations;
-    Err(with_code(error, VALIDATION_FAILED))
+    Err(with_code(error, Code::GraphqlValidationFailed))
 }

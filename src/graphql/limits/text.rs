@@ -8,11 +8,11 @@
 //! names or numbers longer than [`super::MAX_NAME`] (a name is repeated in every error
 //! that speaks of it).
 
-use super::{MAX_BRACKETS, MAX_NAME, Refusal};
+use super::{Exceeded, MAX_BRACKETS, MAX_NAME};
 
 /// Refuses `text` when its brackets nest too deeply or a name or number is too long; the
 /// refusal holds the byte offset at fault.
-pub(super) fn scan(text: &str) -> Result<(), Refusal> {
+pub(super) fn scan(text: &str) -> Result<(), Exceeded> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut word = 0usize;
@@ -22,7 +22,7 @@ pub(super) fn scan(text: &str) -> Result<(), Refusal> {
         if b.is_ascii_alphanumeric() || b == b'_' {
             word += 1;
             if word > MAX_NAME {
-                return Err(Refusal::LongName(i));
+                return Err(Exceeded::LongName(i));
             }
             i += 1;
             continue;
@@ -44,7 +44,7 @@ pub(super) fn scan(text: &str) -> Result<(), Refusal> {
             b'{' | b'[' | b'(' => {
                 depth += 1;
                 if depth > MAX_BRACKETS {
-                    return Err(Refusal::Brackets(i));
+                    return Err(Exceeded::Brackets(i));
                 }
             }
             b'}' | b']' | b')' => depth = depth.saturating_sub(1),
@@ -108,9 +108,9 @@ mod tests {
             "[".repeat(70),
             "]".repeat(70)
         );
-        assert!(matches!(scan(&list), Err(Refusal::Brackets(_))));
+        assert!(matches!(scan(&list), Err(Exceeded::Brackets(_))));
         let object = format!("{{ f(a: {}1{}) }}", "{a: ".repeat(70), "}".repeat(70));
-        assert!(matches!(scan(&object), Err(Refusal::Brackets(_))));
+        assert!(matches!(scan(&object), Err(Exceeded::Brackets(_))));
         let fine = format!("{{ f(a: {}1{}) }}", "[".repeat(20), "]".repeat(20));
         assert_eq!(scan(&fine), Ok(()));
     }
@@ -139,7 +139,7 @@ mod tests {
             format!("{{ f(a: \"\\q {deep}\") }}"),
             format!("{{ f(a: \"\\u12 {deep}\") }}"),
         ] {
-            assert!(matches!(scan(&text), Err(Refusal::Brackets(_))), "{text}");
+            assert!(matches!(scan(&text), Err(Exceeded::Brackets(_))), "{text}");
         }
     }
 
@@ -148,12 +148,12 @@ mod tests {
         let name = "a".repeat(MAX_NAME + 1);
         assert!(matches!(
             scan(&format!("{{ {name} }}")),
-            Err(Refusal::LongName(_))
+            Err(Exceeded::LongName(_))
         ));
         let number = "9".repeat(MAX_NAME + 1);
         assert!(matches!(
             scan(&format!("{{ f(a: {number}) }}")),
-            Err(Refusal::LongName(_))
+            Err(Exceeded::LongName(_))
         ));
         let long_string = "a".repeat(10 * MAX_NAME);
         assert_eq!(scan(&format!("{{ f(a: \"{long_string}\") }}")), Ok(()));

@@ -19,13 +19,19 @@
 //! sharing a database can share a store by implementing it.
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use crate::error::{AppError, AppResult};
+mod memory;
+
+pub use memory::MemoryLimiter;
+
+use crate::{
+    config::ThrottleConfig,
+    error::{AppError, AppResult},
+};
 
 /// Consecutive failures from one IP to one account before back-off starts.
 const BACKOFF_AFTER: u32 = 5;
@@ -58,160 +64,6 @@ pub trait Limiter: Send + Sync {
     fn forgive(&self, key: &str, failure: Failure);
     /// Forgets the failures of `key`.
     fn reset(&self, key: &str);
-}
-
-/// How long failure counts are kept after the last failure.
-const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(24 * 3600);
-/// Maps are pruned when they grow past this many entries (and then past twice their size
-/// after the last pruning), so that pruning costs little per insertion.
-const PRUNE_FROM: usize = 10_000;
-
-/// Counts kept in this process. Entries that no longer matter are pruned as the maps
-/// grow: a bucket once it would have refilled completely (it is then the same as a new
-/// one), failure counts a day after the last failure.
-#[derive(Default)]
-pub struct MemoryLimiter {
-    buckets: Mutex<Pruned<(f64, Instant, Duration)>>,
-    failures: Mutex<Pruned<Failures>>,
-}
-
-/// One key's failures.
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    /// When the last one was.
-    last: Instant,
-    /// Where decay has been counted up to: moved on by whole periods only, so that
-    /// failures coming more often than a period do not stop the count from decaying.
-    decayed_to: Instant,
-}
-
-/// A map that is pruned when it grows.
-struct Pruned<V> {
-    map: HashMap<String, V>,
-    next_prune: usize,
-}
-
-impl<V> Default for Pruned<V> {
-    fn default() -> Self {
-        Self {
-            map: HashMap::new(),
-            next_prune: PRUNE_FROM,
-        }
-    }
-}
-
-impl<V> Pruned<V> {
-    fn prune_if_large(&mut self, keep: impl Fn(&V) -> bool) {
-        if self.map.len() >= self.next_prune {
-            self.map.retain(|_, v| keep(v));
-            self.next_prune = PRUNE_FROM.max(self.map.len() * 2);
-        }
-    }
-}
-
-impl Limiter for MemoryLimiter {
-    fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration> {
-        let now = Instant::now();
-        let cost = f64::from(cost);
-        let rate = f64::from(per_minute.max(1)) / 60.0;
-        let full = f64::from(burst);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        buckets.prune_if_large(|(_, at, until_full)| at.elapsed() < *until_full);
-        let (tokens, at, until_full) =
-            buckets
-                .map
-                .entry(key.to_owned())
-                .or_insert((full, now, Duration::ZERO));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(full);
-        *at = now;
-        // A cost the bucket can never hold needs it full, and then takes it into debt.
-        let needed = cost.min(full);
-        let taken = if *tokens >= needed {
-            *tokens -= cost;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((needed - *tokens) / rate))
-        };
-        // Kept until it would be full again (a debt included), and no longer.
-        *until_full = Duration::from_secs_f64((full - *tokens) / rate);
-        taken
-    }
-
-    fn failures(&self, key: &str) -> (u32, Option<Instant>) {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures
-            .map
-            .get(key)
-            .map_or((0, None), |f| (f.count, Some(f.last)))
-    }
-
-    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Failure {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.prune_if_large(|f| f.last.elapsed() < FORGET_FAILURES_AFTER);
-        let now = Instant::now();
-        let previous = failures.map.get(key).map(|f| f.last);
-        let entry = failures.map.entry(key.to_owned()).or_insert(Failures {
-            count: 0,
-            last: now,
-            decayed_to: now,
-        });
-        if let Some(every) = decay_every.filter(|d| !d.is_zero()) {
-            let periods = now.duration_since(entry.decayed_to).as_nanos() / every.as_nanos();
-            let periods = u32::try_from(periods).unwrap_or(u32::MAX);
-            entry.count = entry.count.saturating_sub(periods);
-            entry.decayed_to = if entry.count == 0 {
-                now
-            } else {
-                entry.decayed_to + every * periods
-            };
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.last = now;
-        Failure { at: now, previous }
-    }
-
-    fn forgive(&self, key: &str, failure: Failure) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = failures.map.get_mut(key) else {
-            return;
-        };
-        entry.count = entry.count.saturating_sub(1);
-        if entry.last != failure.at {
-            // A later failure stands: its time does too.
-            return;
-        }
-        match failure.previous {
-            Some(last) => entry.last = last,
-            None if entry.count == 0 => {
-                failures.map.remove(key);
-            }
-            None => {}
-        }
-    }
-
-    fn reset(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .remove(key);
-    }
-}
-
-/// How hard to limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleConfig {
-    /// Off: nothing is limited (`QUIRE_RATE_LIMIT=off`).
-    pub enabled: bool,
-    /// Credential operations per minute per IP (`QUIRE_RATE_LIMIT_PER_MINUTE`).
-    pub per_minute: u32,
-    /// How many may come at once (`QUIRE_RATE_LIMIT_BURST`).
-    pub burst: u32,
-    /// Writes per minute per account (`QUIRE_WRITE_RATE_PER_MINUTE`).
-    pub writes_per_minute: u32,
-    /// How many writes may come at once (`QUIRE_WRITE_BURST`).
-    pub write_burst: u32,
 }
 
 /// The brute-force protection service.
@@ -416,34 +268,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_hold_a_burst_then_refill() {
-        let l = MemoryLimiter::default();
-        for _ in 0..3 {
-            assert!(l.take("k", 1, 60, 3).is_ok());
-        }
-        let wait = l.take("k", 1, 60, 3).unwrap_err();
-        assert!(
-            wait <= Duration::from_secs(1) && wait > Duration::ZERO,
-            "{wait:?}"
-        );
-        assert!(l.take("other", 1, 60, 3).is_ok(), "keys are separate");
-    }
-
-    #[test]
-    fn a_costly_take_needs_as_many_tokens_and_never_more_than_the_burst() {
-        let l = MemoryLimiter::default();
-        assert!(l.take("k", 2, 60, 3).is_ok());
-        // One token left: a take of two waits for one more, a second at 60 a minute.
-        let wait = l.take("k", 2, 60, 3).unwrap_err();
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
-        // A cost above the burst is taken from a full bucket, and the rest is owed: the
-        // next token comes only once the debt (7 tokens) is paid, seven seconds later.
-        assert!(l.take("big", 10, 60, 3).is_ok());
-        let wait = l.take("big", 1, 60, 3).unwrap_err();
-        assert!(wait > Duration::from_millis(7900) && wait <= Duration::from_secs(8));
-    }
-
-    #[test]
     fn an_ipv6_client_is_known_by_its_network() {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
@@ -455,21 +279,8 @@ mod tests {
     }
 
     #[test]
-    fn idle_buckets_are_pruned_as_the_map_grows() {
-        let l = MemoryLimiter::default();
-        // Fast refill: every bucket is full again within a millisecond.
-        for i in 0..PRUNE_FROM {
-            l.take(&format!("k{i}"), 1, 600_000, 1).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-        l.take("one more", 1, 600_000, 1).unwrap();
-        let size = l.buckets.lock().unwrap().map.len();
-        assert!(size < 10, "idle buckets were dropped: {size} left");
-    }
-
-    #[test]
     fn backoff_starts_after_five_failures_and_success_resets_it() {
-        let t = Throttle::new(ThrottleConfig {
+        let t = Throttle::new(crate::config::ThrottleConfig {
             enabled: true,
             per_minute: 30,
             burst: 10,
@@ -502,48 +313,5 @@ mod tests {
         let counted = t.login_attempt("a@example.com", ip);
         t.login_outcome("a@example.com", ip, counted, None);
         assert!(t.login_allowed("a@example.com", ip).is_ok());
-    }
-
-    #[test]
-    fn an_account_count_decays_however_often_failures_come() {
-        let l = MemoryLimiter::default();
-        let every = Some(Duration::from_secs(300));
-        for _ in 0..3 {
-            l.fail("k", every);
-        }
-        assert_eq!(l.failures("k").0, 3);
-        let age = |l: &MemoryLimiter, key: &str, by: Duration| {
-            let mut failures = l.failures.lock().unwrap();
-            let f = failures.map.get_mut(key).unwrap();
-            f.last -= by;
-            f.decayed_to -= by;
-        };
-        // Ten minutes on, two of the three have faded.
-        age(&l, "k", Duration::from_secs(600));
-        l.fail("k", every);
-        assert_eq!(l.failures("k").0, 2);
-        // Failures every four minutes still decay: one period in every five minutes.
-        for _ in 0..5 {
-            age(&l, "k", Duration::from_secs(240));
-            l.fail("k", every);
-        }
-        assert_eq!(l.failures("k").0, 2 + 5 - 4, "20 minutes: four periods");
-        // Without decay nothing fades; forgiving takes one back.
-        l.fail("pair", None);
-        age(&l, "pair", Duration::from_secs(600));
-        l.fail("pair", None);
-        assert_eq!(l.failures("pair").0, 2);
-        let (_, before) = l.failures("pair");
-        let taken_back = l.fail("pair", None);
-        l.forgive("pair", taken_back);
-        assert_eq!(l.failures("pair"), (2, before), "as if never counted");
-        // A failure recorded after the one taken back keeps its time.
-        let taken_back = l.fail("pair", None);
-        std::thread::sleep(Duration::from_millis(2));
-        l.fail("pair", None);
-        let (_, latest) = l.failures("pair");
-        l.forgive("pair", taken_back);
-        assert_eq!(l.failures("pair"), (3, latest));
-        assert_ne!(latest, before);
     }
 }

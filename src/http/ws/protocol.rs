@@ -1,5 +1,6 @@
-//! The ids of a connection's subscriptions, kept to hold the `graphql-transport-ws`
-//! protocol where async-graphql 7.2's executor does not: a second subscription under a
+//! Fixes layered on async-graphql's protocol implementation: the ids of a connection's
+//! subscriptions, kept to hold the `graphql-transport-ws` protocol where async-graphql
+//! 7.2.1's `http::WebSocket` does not: a second subscription under a
 //! running one's id ends the connection (4409), a subscription that cannot start gets an
 //! `error` message and no `complete`, and no id may be longer than [`MAX_ID`] bytes (4400),
 //! since every message of the subscription repeats it.
@@ -74,6 +75,9 @@ impl Ids {
         if protocol != WebSocketProtocols::GraphQLWS {
             return Some(text);
         }
+        // The prefixes below are how async-graphql 7.2.1 serializes its `ServerMessage`
+        // (`type` first, then `id`, `payload`): a message it writes otherwise passes
+        // through untouched, and the protocol tests in tests/api/subscriptions.rs fail.
         if text.starts_with(r#"{"type":"complete""#) {
             let id = serde_json::from_str::<Envelope>(&text).ok()?.id?;
             self.running.remove(&id);

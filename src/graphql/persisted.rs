@@ -11,19 +11,16 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use async_graphql::{
-    ServerError, Value, Variables,
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
-};
+use async_graphql::{Value, parser::types::DocumentOperations};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
-use super::error_codes::with_code;
-use crate::config::Persisted;
+use crate::{config::Persisted, error::Code};
 
-/// Why an operation sent by hash, or not in the trusted documents, cannot run.
+/// Why an operation sent by hash, or not in the trusted documents, cannot run. The HTTP
+/// edge picks the response's status from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Failure {
     /// The hash is not known (yet): the client should send the text with it.
     NotFound,
     /// Automatic persisted queries are turned off.
@@ -40,14 +37,14 @@ pub enum Refusal {
     },
 }
 
-impl Refusal {
+impl Failure {
     /// The `extensions.code` of the error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::NotFound => "PERSISTED_QUERY_NOT_FOUND",
-            Self::NotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
-            Self::HashMismatch | Self::Malformed(_) => "BAD_REQUEST",
-            Self::NotInList { .. } => "PERSISTED_QUERY_NOT_IN_LIST",
+            Self::NotFound => Code::PersistedQueryNotFound,
+            Self::NotSupported => Code::PersistedQueryNotSupported,
+            Self::HashMismatch | Self::Malformed(_) => Code::BadRequest,
+            Self::NotInList { .. } => Code::PersistedQueryNotInList,
         }
     }
 
@@ -63,18 +60,6 @@ impl Refusal {
             }
         }
     }
-
-    /// The HTTP status of a request refused for this reason: a miss is a normal step of
-    /// the protocol (200, so that clients keep using it); a request that cannot be right
-    /// is 400; an operation outside the trusted list is 404 by hash and 403 in full.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::NotFound | Self::NotSupported => 200,
-            Self::HashMismatch | Self::Malformed(_) => 400,
-            Self::NotInList { by_hash: true } => 404,
-            Self::NotInList { by_hash: false } => 403,
-        }
-    }
 }
 
 /// What a request will run, once its document is found.
@@ -84,77 +69,6 @@ pub struct Resolved {
     pub query: String,
     /// A hash to remember the text under, once it proves to be GraphQL.
     pub register: Option<String>,
-}
-
-/// A request that cannot run: its error (with a code), and the HTTP status it calls
-/// for when that does not depend on the response's media type.
-#[derive(Debug)]
-pub struct Unrunnable {
-    /// The error to answer with.
-    pub error: Box<ServerError>,
-    /// 200, 400, 403 or 404 for persisted-query refusals; `None` for a request error.
-    pub status: Option<u16>,
-}
-
-impl Unrunnable {
-    /// An error with `code`, of no particular status.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            error: Box::new(with_code(ServerError::new(message, None), code)),
-            status: None,
-        }
-    }
-}
-
-/// The type and name of the operation a request selects from its document, or why it
-/// cannot run: no operation is selected, or a required variable has no value (which the
-/// executor would only find out once running).
-pub fn operation_type(
-    document: &ExecutableDocument,
-    name: Option<&str>,
-    variables: &Variables,
-) -> Result<(OperationType, Option<String>), Unrunnable> {
-    let unknown = |name: &str| {
-        Unrunnable::new(
-            "BAD_REQUEST",
-            format!("the document has no operation named \"{name}\""),
-        )
-    };
-    let (operation, name) = match (&document.operations, name) {
-        (DocumentOperations::Single(op), None) => (op, None),
-        (DocumentOperations::Single(_), Some(name)) => return Err(unknown(name)),
-        (DocumentOperations::Multiple(ops), Some(name)) => (
-            ops.get(name).ok_or_else(|| unknown(name))?,
-            Some(name.to_owned()),
-        ),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
-            .iter()
-            .next()
-            .map(|(name, op)| (op, Some(name.to_string())))
-            .ok_or_else(|| Unrunnable::new("BAD_REQUEST", "the document holds no operation"))?,
-        (DocumentOperations::Multiple(_), None) => {
-            return Err(Unrunnable::new(
-                "BAD_REQUEST",
-                "the document holds several operations: name one in operationName",
-            ));
-        }
-    };
-    for definition in &operation.node.variable_definitions {
-        let definition = &definition.node;
-        let given = variables
-            .get(&definition.name.node)
-            .is_some_and(|v| *v != Value::Null);
-        if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
-            return Err(Unrunnable::new(
-                super::error_codes::VALIDATION_FAILED,
-                format!(
-                    "Variable \"${}\" of required type \"{}\" was not provided.",
-                    definition.name.node, definition.var_type.node
-                ),
-            ));
-        }
-    }
-    Ok((operation.node.ty, name))
 }
 
 /// The trusted documents and the persisted-query cache.
@@ -225,20 +139,20 @@ impl Documents {
         &self,
         query: &str,
         extensions: &HashMap<String, Value>,
-    ) -> Result<Resolved, Refusal> {
+    ) -> Result<Resolved, Failure> {
         let hash = persisted_hash(extensions)?;
         if let Some(hash) = &hash
             && !query.is_empty()
             && sha256_hex(query) != *hash
         {
-            return Err(Refusal::HashMismatch);
+            return Err(Failure::HashMismatch);
         }
         match hash {
             None if self.only => {
                 if self.trusted.contains_key(&sha256_hex(query)) {
                     Ok(self.text(query))
                 } else {
-                    Err(Refusal::NotInList { by_hash: false })
+                    Err(Failure::NotInList { by_hash: false })
                 }
             }
             None => Ok(self.text(query)),
@@ -247,10 +161,10 @@ impl Documents {
                     return Ok(self.text(text));
                 }
                 if self.only {
-                    return Err(Refusal::NotInList { by_hash: true });
+                    return Err(Failure::NotInList { by_hash: true });
                 }
                 let Some(cache) = &self.cache else {
-                    return Err(Refusal::NotSupported);
+                    return Err(Failure::NotSupported);
                 };
                 if !query.is_empty() {
                     return Ok(Resolved {
@@ -261,7 +175,7 @@ impl Documents {
                 let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
                 match cache.entries.get(&hash) {
                     Some(text) => Ok(self.text(text)),
-                    None => Err(Refusal::NotFound),
+                    None => Err(Failure::NotFound),
                 }
             }
         }
@@ -305,11 +219,11 @@ fn entry_cost(query: &str) -> usize {
 }
 
 /// The lowercase hash in `extensions.persistedQuery`, if the request has one.
-fn persisted_hash(extensions: &HashMap<String, Value>) -> Result<Option<String>, Refusal> {
+fn persisted_hash(extensions: &HashMap<String, Value>) -> Result<Option<String>, Failure> {
     let Some(persisted) = extensions.get("persistedQuery") else {
         return Ok(None);
     };
-    let malformed = |why: &str| Refusal::Malformed(format!("extensions.persistedQuery {why}"));
+    let malformed = |why: &str| Failure::Malformed(format!("extensions.persistedQuery {why}"));
     let Value::Object(fields) = persisted else {
         return Err(malformed("must be an object"));
     };
@@ -406,7 +320,7 @@ mod tests {
         docs.remember(sha256_hex(c), c);
         assert_eq!(
             docs.resolve("", &ext(&sha256_hex(b))).unwrap_err(),
-            Refusal::NotFound
+            Failure::NotFound
         );
         for q in [a, c] {
             assert_eq!(docs.resolve("", &ext(&sha256_hex(q))).unwrap().query, q);
@@ -445,7 +359,7 @@ mod tests {
         docs.remember(sha256_hex("{ me }"), "{ me }");
         assert_eq!(
             docs.resolve("", &ext(&sha256_hex("{ me }"))).unwrap_err(),
-            Refusal::NotFound
+            Failure::NotFound
         );
     }
 }

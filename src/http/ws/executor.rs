@@ -11,7 +11,8 @@ use async_graphql::{Data, Executor, Response, ServerError, parser::types::Operat
 use futures::{StreamExt, future, stream::BoxStream};
 
 use crate::{
-    graphql::{context::CredentialBudget, documents::Unrunnable, fanout::Viewer, runner::Ready},
+    error::Code,
+    graphql::{context::CredentialBudget, error_codes::Unrunnable, fanout::Viewer, runner::Ready},
     http::AppState,
 };
 
@@ -41,7 +42,7 @@ impl SubscriptionExecutor {
         match self.state.runner.prepare(request) {
             Ok(ready) if ready.ty == OperationType::Subscription => Ok(ready),
             Ok(_) => Err(*Unrunnable::new(
-                "BAD_REQUEST",
+                Code::BadRequest,
                 "only subscriptions run over WebSocket; send queries and mutations over HTTP",
             )
             .error),
@@ -64,7 +65,7 @@ impl Executor for SubscriptionExecutor {
         if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_SUBSCRIPTIONS {
             self.active.fetch_sub(1, Ordering::AcqRel);
             let error = *Unrunnable::new(
-                "BAD_REQUEST",
+                Code::BadRequest,
                 format!("a connection may run at most {MAX_SUBSCRIPTIONS} subscriptions at once"),
             )
             .error;
@@ -86,7 +87,7 @@ impl Executor for SubscriptionExecutor {
         let Some(mine) = self.state.sockets.subscribe(viewer.user_id) else {
             return refused(
                 *Unrunnable::new(
-                    "BAD_REQUEST",
+                    Code::BadRequest,
                     format!(
                         "an account may run at most {} subscriptions at once",
                         self.state.sockets.subscriptions_per_user()
