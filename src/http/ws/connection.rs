@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::http::{WebSocket as Protocol, WebSocketProtocols, WsMessage};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::{SinkExt, StreamExt, future};
+use futures::{
+    SinkExt, Stream, StreamExt, future,
+    stream::{SplitSink, SplitStream},
+};
 use uuid::Uuid;
 
 use super::{
@@ -33,27 +36,7 @@ pub(super) async fn serve(
     let (mut sink, source) = socket.split();
     let heard = Arc::new(Mutex::new(tokio::time::Instant::now()));
     let ids = Arc::new(Mutex::new(Ids::default()));
-    let input = source
-        .inspect({
-            let heard = heard.clone();
-            move |_| *heard.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now()
-        })
-        .take_while(|m| future::ready(matches!(m, Ok(m) if !matches!(m, Message::Close(_)))))
-        .filter_map(|m| {
-            future::ready(match m {
-                Ok(Message::Text(text)) => Some(axum::body::Bytes::from(text)),
-                Ok(Message::Binary(bytes)) => Some(bytes),
-                _ => None,
-            })
-        })
-        // A second subscription under a running one's id ends the connection (4409).
-        .take_while({
-            let ids = ids.clone();
-            move |bytes| {
-                let mut ids = ids.lock().unwrap_or_else(|e| e.into_inner());
-                future::ready(ids.incoming(protocol, bytes))
-            }
-        });
+    let input = incoming(source, heard.clone(), ids.clone(), protocol);
     let init = Arc::new(Mutex::new(Init::Pending));
     let on_init = {
         let (auth, init, sockets) = (auth.clone(), init.clone(), state.sockets.clone());
@@ -160,25 +143,56 @@ pub(super) async fn serve(
             }
         }
     };
-    if let Some((code, mut reason)) = close {
-        // A close frame's reason may hold at most 123 bytes.
-        let mut end = reason.len().min(123);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        send(&mut sink, Message::Close(Some(frame))).await;
+    if let Some((code, reason)) = close {
+        send(&mut sink, close_frame(code, reason)).await;
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
 }
 
+/// The client's messages as the protocol implementation takes them: text and binary
+/// frames up to the first close, noting when the client was last heard from, and ending
+/// at a message that ends the connection (a second subscription under a running one's
+/// id, 4409, or an id too long, 4400: see [`Ids::incoming`]).
+fn incoming(
+    source: SplitStream<WebSocket>,
+    heard: Arc<Mutex<tokio::time::Instant>>,
+    ids: Arc<Mutex<Ids>>,
+    protocol: WebSocketProtocols,
+) -> impl Stream<Item = axum::body::Bytes> + Send + 'static {
+    source
+        .inspect(move |_| {
+            *heard.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+        })
+        .take_while(|m| future::ready(matches!(m, Ok(m) if !matches!(m, Message::Close(_)))))
+        .filter_map(|m| {
+            future::ready(match m {
+                Ok(Message::Text(text)) => Some(axum::body::Bytes::from(text)),
+                Ok(Message::Binary(bytes)) => Some(bytes),
+                _ => None,
+            })
+        })
+        .take_while(move |bytes| {
+            let mut ids = ids.lock().unwrap_or_else(|e| e.into_inner());
+            future::ready(ids.incoming(protocol, bytes))
+        })
+}
+
+/// A close frame, its reason cut to the 123 bytes a frame may hold.
+fn close_frame(code: u16, mut reason: String) -> Message {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
 /// Sends `message`, unless the client has not taken it within [`SEND_TIMEOUT`] or is
 /// gone: false then, and the connection is to end.
-async fn send(sink: &mut futures::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+async fn send(sink: &mut SplitSink<WebSocket, Message>, message: Message) -> bool {
     match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
         Ok(sent) => sent.is_ok(),
         Err(_) => {
