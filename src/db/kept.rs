@@ -1,6 +1,7 @@
 //! One connection for all the statements of a read-only request.
 //!
-//! The pool checks every connection given back to it with a round trip to the server, so
+//! sqlx 0.9's pool checks every connection given back to it with a round trip to the
+//! server (on PostgreSQL a `Sync`, with no setting to skip it: see bench/README.md), so
 //! a page of posts whose five statements each took a connection of their own paid five
 //! more round trips, and PostgreSQL half as much work again. Inside [`keeping`] (which
 //! the HTTP handler enters for requests whose operations are all queries), the first

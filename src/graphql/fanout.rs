@@ -5,7 +5,8 @@
 //! subscriptions to `postCreated` with a nested selection would make one new post cost
 //! thousands of statements), they share one execution: the first to arrive starts it on
 //! a task of its own, and the others, however many and on whichever connections, receive
-//! copies of its messages. The execution stops when its last subscriber leaves.
+//! copies of its messages. The execution stops when its last subscriber leaves. (async-graphql
+//! 7.2's `execute_stream` runs one stream per subscription, sharing nothing.)
 //!
 //! A subscription that starts with the current state (`postVoted`) replays the latest
 //! message to a newcomer, which is the state as the execution last saw it; any change

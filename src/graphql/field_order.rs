@@ -2,7 +2,8 @@
 //!
 //! The GraphQL specification asks that a response's fields follow the order of the
 //! selection set ("Serialized Map Ordering"), which people reading responses, snapshot
-//! tests and diffs rely on. The executor resolves sibling fields concurrently and records
+//! tests and diffs rely on. async-graphql 7.2's executor resolves sibling fields
+//! concurrently (`FuturesUnordered`) and records
 //! them as they finish, so after execution each object of the response is rebuilt in
 //! selection order (following fragments and
 //! aliases). It moves values and never copies them.

@@ -1,8 +1,13 @@
 //! `POST /graphql` and `GET /graphql`: GraphQL over HTTP as the GraphQL-over-HTTP
 //! specification describes it, and GraphiQL for browsers.
 //!
+//! quire reads and answers requests itself rather than through async-graphql's axum
+//! integration, so that each document is parsed once, a whole request (a batch included)
+//! shares one caller, one loader and one kept connection, and statuses and media types
+//! follow the specification (see docs/graphql-over-http.md).
+//!
 //! Each request is read ([`super::wire`]), its document found (sent in full, or by hash:
-//! [`crate::graphql::documents`]) and parsed once here, and checked for what HTTP allows
+//! [`crate::graphql::persisted`]) and parsed once here, and checked for what HTTP allows
 //! (no mutation over GET, no subscription over HTTP) before the executor sees it.
 
 use std::sync::Arc;
