@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::{
     app::{self, StartError},
@@ -18,12 +18,11 @@ use crate::{
 /// properly.
 #[derive(Parser)]
 #[command(name = "quire", version, about, long_about = None)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Settings every command reads
     #[command(flatten)]
     pub common: Common,
-    /// The server's settings, when no command is given
+    /// The server's settings
     #[command(flatten)]
     pub serving: Serving,
     /// The command to run; serve when none is given
@@ -35,15 +34,41 @@ impl Cli {
     /// Reads the command line, the environment and the defaults. A bad value is reported
     /// as one line naming its setting; help, version and usage errors end the process as
     /// clap does.
+    ///
+    /// Every command reads the server's settings, so that a bad value stops it before it
+    /// touches the database, and takes their flags before or after its name; only `serve`
+    /// (and `quire` alone) lists them in its help.
     pub fn load() -> Result<Self, CliError> {
-        let cmd = config::settle_env(Self::command());
-        let matches =
-            cmd.clone()
-                .try_get_matches()
-                .map_err(|e| match config::explain(&cmd, &e) {
-                    Some(bad) => CliError::from(bad),
-                    None => e.exit(),
-                })?;
+        let serving: Vec<clap::Arg> = Serving::augment_args(clap::Command::new("quire"))
+            .get_arguments()
+            .map(|arg| arg.clone().global(true))
+            .collect();
+        let serving_ids: Vec<&str> = serving.iter().map(|a| a.get_id().as_str()).collect();
+        // A global argument reaches every command; one a command already has (here a
+        // hidden copy) is not added again.
+        let cmd = Self::command()
+            .mut_args(|arg| match serving_ids.contains(&arg.get_id().as_str()) {
+                true => arg.global(true),
+                false => arg,
+            })
+            .mut_subcommands(|sub| match sub.get_name() {
+                "serve" => sub,
+                _ => sub.args(serving.iter().map(|arg| arg.clone().hide(true))),
+            });
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let given: Vec<String> = args
+            .iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        // Errors name a setting by its variable, which settling may have taken off.
+        let named = cmd.clone();
+        let matches = config::settle_env(cmd, &given)
+            .try_get_matches_from(&args)
+            .map_err(|e| match config::explain(&named, &e) {
+                Some(bad) => CliError::from(bad),
+                None => e.exit(),
+            })?;
         Self::from_arg_matches(&matches).map_err(|e| e.exit())
     }
 }
@@ -52,7 +77,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GraphQL over HTTP (the default)
-    Serve(Box<Serving>),
+    Serve,
     /// Apply pending database migrations, or revert the most recent one
     Migrate {
         /// Revert the most recently applied migration instead
@@ -139,23 +164,20 @@ impl From<crate::config::ConfigError> for CliError {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let command = cli.command.unwrap_or(Command::Serve(Box::new(cli.serving)));
+    let command = cli.command.unwrap_or(Command::Serve);
     if let Command::PrintSchema = command {
         print!("{}", graphql::sdl());
         return Ok(());
     }
-    // Every command reads the server's settings, from the environment when they cannot
-    // come from its flags, so that a bad value is reported before anything starts.
-    let serving = match &command {
-        Command::Serve(serving) => (**serving).clone(),
-        _ => config::from_env::<Serving>()?,
-    };
     let common = cli.common;
     telemetry::init(&common.log, common.json_logs())
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    let config = Config::new(Settings { common, serving })?;
+    let config = Config::new(Settings {
+        common,
+        serving: cli.serving,
+    })?;
     match command {
-        Command::Serve(_) => app::run(config).await?,
+        Command::Serve => app::run(config).await?,
         Command::Migrate { revert } => migrate(&config, revert).await?,
         Command::CreateUser {
             email,

@@ -4,8 +4,8 @@
 //! environment variable, its default, its `--help` text (the doc comment) and its parser
 //! ([`parse`]) all sit on that field, so adding a setting is editing one place. The
 //! groups every command reads form [`Common`]; the server's own form [`Serving`], shown
-//! by `quire serve --help` only and read from the environment by the other commands so
-//! that a bad value is caught whatever the command. [`Config::new`] joins the two and
+//! by `quire serve --help` only but read by every command, so that a bad value is caught
+//! whatever the command. [`Config::new`] joins the two and
 //! makes the few checks that span settings.
 //!
 //! An empty value (`QUIRE_JWT_SECRET=` in a compose file, say) means the setting is
@@ -181,22 +181,27 @@ impl Config {
     }
 }
 
-/// Treats every setting given an empty value in the environment as unset.
-pub fn settle_env(cmd: clap::Command) -> clap::Command {
-    cmd.mut_args(|arg| match arg.get_env() {
-        Some(name) if std::env::var_os(name).is_some_and(|v| v.is_empty()) => arg.env(None),
-        _ => arg,
+/// Leaves out of `cmd` and its subcommands the environment values that do not count: an
+/// empty one (the setting is unset), and one whose flag is among `args` (the flag wins).
+/// clap reads a global setting's variable at every level of commands, and would refuse a
+/// bad value there even when a flag after the command's name overrides it.
+pub fn settle_env(cmd: clap::Command, args: &[String]) -> clap::Command {
+    let flagged = |long: &str| {
+        args.iter().any(|a| {
+            a.strip_prefix("--")
+                .is_some_and(|rest| rest.split('=').next() == Some(long))
+        })
+    };
+    cmd.mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.is_empty()));
+        match empty || arg.get_long().is_some_and(flagged) {
+            true if arg.get_env().is_some() => arg.env(None),
+            _ => arg,
+        }
     })
-}
-
-/// A group of settings read from the environment alone (and the defaults): how the
-/// commands other than `serve` read the server's settings.
-pub fn from_env<T: Args + FromArgMatches>() -> Result<T, ConfigError> {
-    let cmd = settle_env(T::augment_args(clap::Command::new("quire")));
-    let matches = cmd.clone().try_get_matches_from(["quire"]).map_err(|e| {
-        explain(&cmd, &e).unwrap_or_else(|| ConfigError::new("settings", e.to_string()))
-    })?;
-    T::from_arg_matches(&matches).map_err(|e| ConfigError::new("settings", e.to_string()))
+    .mut_subcommands(|sub| settle_env(sub, args))
 }
 
 /// A group of settings at its documented defaults, whatever the environment holds.
@@ -219,11 +224,9 @@ pub fn explain(cmd: &clap::Command, e: &clap::Error) -> Option<ConfigError> {
         return None;
     };
     let long = shown.trim_start_matches('-').split([' ', '=']).next()?;
-    let arg = find_arg(cmd, long)?;
-    let setting = match arg.get_env() {
-        Some(env) => format!("{} (--{long})", env.to_string_lossy()),
-        None => format!("--{long}"),
-    };
+    // Settings only: a command's own arguments keep clap's report.
+    let env = find_arg(cmd, long)?.get_env()?;
+    let setting = format!("{} (--{long})", env.to_string_lossy());
     let reason =
         std::error::Error::source(e).map_or_else(|| "bad value".to_owned(), |s| s.to_string());
     Some(ConfigError::new(setting, reason))
@@ -248,7 +251,7 @@ mod tests {
             serving: Serving,
         }
         use clap::CommandFactory;
-        let cmd = settle_env(Both::command());
+        let cmd = settle_env(Both::command(), &[]);
         let matches = cmd
             .clone()
             .try_get_matches_from(std::iter::once("quire").chain(args.iter().copied()))

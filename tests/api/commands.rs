@@ -131,6 +131,11 @@ fn bad_configuration_is_refused_in_one_line_naming_the_setting() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (
+            &["--access-token-ttl", "5x", "migrate"],
+            &[],
+            "QUIRE_ACCESS_TOKEN_TTL",
+        ),
+        (
             &["serve", "--access-token-ttl", "5x"],
             &[],
             "QUIRE_ACCESS_TOKEN_TTL",
@@ -222,6 +227,60 @@ fn bad_configuration_is_refused_in_one_line_naming_the_setting() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn flags_go_before_or_after_the_command_and_win_over_the_environment() {
+    // Settings every command reads, before the command's name or after it.
+    for args in [
+        &["--env", "production", "migrate"][..],
+        &["migrate", "--env", "prod"],
+    ] {
+        let out = quire_env(None, args, &[], "");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    // The server's settings too, though only serve lists them; a flag wins over the
+    // environment wherever it stands.
+    let bad = [("QUIRE_MAX_BODY", "lots")];
+    for args in [
+        &["--max-body", "1MiB", "migrate"][..],
+        &["migrate", "--max-body", "1MiB"],
+    ] {
+        let out = quire_env(None, args, &bad, "");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    // For serve as well: the server then fails for want of a database, not a setting.
+    let missing = "sqlite:///no/such/directory/quire.db";
+    let out = quire_env(Some(missing), &["serve", "--max-body", "1MiB"], &bad, "");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("DATABASE_URL") && !stderr(&out).contains("QUIRE_MAX_BODY"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_empty_value_in_the_environment_means_unset() {
+    let empty = [
+        ("QUIRE_JWT_SECRET", ""),
+        ("QUIRE_METRICS_LISTEN", ""),
+        ("QUIRE_INTROSPECTION", ""),
+        ("QUIRE_PERSISTED_DOCUMENTS", ""),
+        ("QUIRE_MAX_BODY", ""),
+        ("QUIRE_ENV", ""),
+    ];
+    let out = quire_env(None, &["migrate"], &empty, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // serve gets as far as the database, which it cannot open here.
+    let missing = "sqlite:///no/such/directory/quire.db";
+    let out = quire_env(Some(missing), &["serve"], &empty, "");
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("DATABASE_URL") && !err.contains("invalid QUIRE_"),
+        "{err}"
+    );
 }
 
 #[test]
