@@ -67,7 +67,7 @@ pub enum LogFormat {
 pub struct Common {
     /// Database: sqlite://path/to.db (created when missing) or postgres://user@host/db
     #[arg(long = "database-url", env = "DATABASE_URL", default_value = "sqlite://quire.db",
-          value_parser = parse::database_url, global = true)]
+          value_parser = DatabaseUrl::parse, global = true)]
     pub database_url: DatabaseUrl,
     /// The most database connections to open
     #[arg(long = "database-pool-size", env = "QUIRE_DATABASE_POOL_SIZE", default_value = "8",
@@ -102,8 +102,6 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// The most database connections the pool opens (`QUIRE_DATABASE_POOL_SIZE`).
     pub pool_size: u32,
-    /// Development or production (`QUIRE_ENV`).
-    pub environment: Environment,
     /// Where the server listens and whom it believes.
     pub server: Server,
     /// Token and session lifetimes, and the signing key.
@@ -164,7 +162,6 @@ impl Config {
         Ok(Self {
             database_url: common.database_url,
             pool_size: common.pool_size,
-            environment: common.environment,
             exposure: Exposure {
                 introspection: exposure.introspection.unwrap_or(development),
                 graphiql: exposure.graphiql.unwrap_or(development),
@@ -195,10 +192,11 @@ pub fn settle_env(cmd: clap::Command, args: &[String]) -> clap::Command {
     cmd.mut_args(|arg| {
         let empty = arg
             .get_env()
-            .is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.is_empty()));
+            .and_then(std::env::var_os)
+            .is_some_and(|v| v.is_empty());
         match empty || arg.get_long().is_some_and(flagged) {
-            true if arg.get_env().is_some() => arg.env(None),
-            _ => arg,
+            true => arg.env(None),
+            false => arg,
         }
     })
     .mut_subcommands(|sub| settle_env(sub, args))

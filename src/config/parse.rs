@@ -5,7 +5,7 @@
 
 use std::{net::IpAddr, ops::Deref, path::PathBuf, time::Duration};
 
-use super::{DatabaseUrl, Environment, LogFormat, Secret};
+use super::{Environment, LogFormat, Secret};
 
 /// A comma-separated list; an empty value is an empty list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -196,11 +196,6 @@ pub fn base_url(text: &str) -> Result<String, String> {
 /// A path to a file; it is read when the server starts.
 pub fn path(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text.trim()))
-}
-
-/// `sqlite://…` or `postgres://…`.
-pub fn database_url(text: &str) -> Result<DatabaseUrl, String> {
-    DatabaseUrl::parse(text)
 }
 
 /// A signing key of at least [`Secret::MIN_LEN`] bytes.

@@ -64,7 +64,8 @@ macro_rules! execute {
 macro_rules! fetch_all_in {
     ($conn:expr, $sql:expr, [$($arg:expr),*], $ids:expr) => {{
         let ids: &[uuid::Uuid] = $ids;
-        let first = 1 $(+ { let _ = &$arg; 1 })*;
+        // The first placeholder after the arguments, counted without evaluating them.
+        let first = 1 + <[&str]>::len(&[$(stringify!($arg)),*]);
         match $crate::db::AsConn::as_conn($conn) {
             $crate::db::ConnRef::Postgres(c) => {
                 let sql = String::from($sql).replace("{ids}", &format!("= ANY(${first})"));
