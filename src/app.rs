@@ -7,11 +7,12 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::Auth,
-    config::{Config, ConfigError, Secret},
+    auth::{Auth, access_token},
+    config::{Config, ConfigError, DatabaseUrl, Secret},
     db::{ConnectError, Db, settings},
     error::chain,
-    events::Events,
+    events::{Events, Shared},
+    fleet::{Fleet, KeyIds},
     graphql::{self, persisted::Documents, runner::Runner},
     http::{self, AppState},
     posts::Posts,
@@ -47,6 +48,13 @@ pub enum StartError {
     /// The file of trusted documents could not be read, or holds a wrong hash.
     #[error("QUIRE_PERSISTED_DOCUMENTS: {0}")]
     Documents(String),
+    /// Another instance serving from the database uses keys this one cannot work with,
+    /// or the database could not be asked.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::JoinError),
+    /// The event listener could not connect.
+    #[error(transparent)]
+    Listener(#[from] crate::events::ListenerError),
     /// Computing the dummy password hash ahead of the first login failed.
     #[error("cannot prepare password hashing: {0}")]
     Passwords(String),
@@ -69,6 +77,8 @@ pub struct App {
     pub sockets: Arc<http::sockets::Sockets>,
     /// The loader every subscription shares.
     pub stream_loader: Arc<graphql::loaders::DbLoader>,
+    /// The ids of the keys tokens are signed and verified with.
+    keys: KeyIds,
 }
 
 impl App {
@@ -79,7 +89,17 @@ impl App {
             .await
             .map_err(|e| StartError::Migrate(chain(&e)))?;
         let secret = signing_secret(&db, config).await?;
-        let events = Events::default();
+        let events = match &db {
+            Db::Postgres(pool) => {
+                let (DatabaseUrl::Postgres(url) | DatabaseUrl::Sqlite(url)) = config
+                    .server
+                    .listener_database_url
+                    .as_ref()
+                    .unwrap_or(&config.database_url);
+                Events::new(Shared::start(pool.clone(), url).await?)
+            }
+            Db::Sqlite(_) => Events::default(),
+        };
         let auth = Auth::new(
             db.clone(),
             &secret,
@@ -125,6 +145,10 @@ impl App {
             ),
             sockets: Arc::new(http::sockets::Sockets::new(config.websockets)),
             stream_loader: Arc::new(graphql::loaders::for_stream(db.clone())),
+            keys: KeyIds {
+                signing: secret.key_id(),
+                previous: config.auth.jwt_previous_secret.as_ref().map(Secret::key_id),
+            },
             config: Arc::new(config.clone()),
             metrics: crate::telemetry::metrics(),
             db,
@@ -150,11 +174,25 @@ impl App {
     }
 
     /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+    /// On PostgreSQL it first joins the other instances serving from the database, and
+    /// refuses to serve if their keys and this one's disagree.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let fleet = match &self.db {
+            Db::Postgres(pool) => {
+                Some(Fleet::join(pool.clone(), self.keys.clone(), access_token::LEEWAY).await?)
+            }
+            Db::Sqlite(_) => None,
+        };
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(
+                database = self.db.engine(),
+                "quire is serving GraphQL on http://{addr}/graphql"
+            );
+        }
         let router = self.router();
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -183,6 +221,9 @@ impl App {
                 SHUTDOWN_GRACE.as_secs()
             ),
         }
+        if let Some(fleet) = fleet {
+            fleet.leave().await;
+        }
         // Closing waits for every connection to come back; one held by a request still
         // stuck after the grace period would make it wait for ever.
         if tokio::time::timeout(Duration::from_secs(5), self.db.close())
@@ -205,12 +246,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 addr: config.server.listen,
                 reason: e.to_string(),
             })?;
-    let addr = listener.local_addr().unwrap_or(config.server.listen);
     let shutdown = shutdown_signal();
-    tracing::info!(
-        database = app.db.engine(),
-        "quire is serving GraphQL on http://{addr}/graphql"
-    );
     if let Some(metrics_addr) = config.server.metrics_listen {
         let listener = TcpListener::bind(metrics_addr)
             .await

@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod fleet;
 pub mod graphql;
 pub mod http;
 pub mod posts;

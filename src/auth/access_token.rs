@@ -20,7 +20,7 @@ pub const ISSUER: &str = "quire";
 /// The media type of access tokens, in the `typ` header.
 pub const TOKEN_TYPE: &str = "at+jwt";
 /// Tolerated clock difference between the instances sharing a database.
-const LEEWAY_SECS: u64 = 5;
+pub const LEEWAY: Duration = Duration::from_secs(5);
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,15 +51,20 @@ pub struct Claims {
 pub struct AccessTokens(Arc<Keys>);
 
 struct Keys {
+    /// The `kid` of the tokens this instance signs.
+    kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The keys tokens are verified with, by `kid`: the signing key first, then the
+    /// previous one, if any.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     ttl: Duration,
 }
 
 impl AccessTokens {
-    /// Signs and verifies with `secret` (HS256); new tokens live for `ttl`.
-    pub fn new(secret: &Secret, ttl: Duration) -> Self {
+    /// Signs with `secret` (HS256) and verifies with it or `previous`; new tokens live
+    /// for `ttl`.
+    pub fn new(secret: &Secret, previous: Option<&Secret>, ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_issuer(&[ISSUER]);
@@ -68,10 +73,15 @@ impl AccessTokens {
             HashSet::from(["exp", "nbf", "iss", "aud", "sub"].map(String::from));
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECS;
+        validation.leeway = LEEWAY.as_secs();
+        let decoding = std::iter::once(secret)
+            .chain(previous)
+            .map(|s| (s.key_id(), DecodingKey::from_secret(s.expose())))
+            .collect();
         Self(Arc::new(Keys {
+            kid: secret.key_id(),
             encoding: EncodingKey::from_secret(secret.expose()),
-            decoding: DecodingKey::from_secret(secret.expose()),
+            decoding,
             validation,
             ttl,
         }))
@@ -98,18 +108,45 @@ impl AccessTokens {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some(TOKEN_TYPE.to_owned());
+        header.kid = Some(self.0.kid.clone());
         jsonwebtoken::encode(&header, &claims, &self.0.encoding)
             .map_err(|e| AppError::internal(e.to_string()))
     }
 
-    /// Checks signature, algorithm, type and claims; any failure is UNAUTHENTICATED.
+    /// Checks signature, algorithm, type and claims; any failure is UNAUTHENTICATED. The
+    /// key is the one the token's `kid` names; a token without one (signed before keys had
+    /// ids) is tried with each.
     pub fn verify(&self, token: &str) -> AppResult<Claims> {
         const INVALID: &str = "invalid or expired access token";
-        let data = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
-            .map_err(|e| {
-                tracing::debug!(reason = %e, "access token refused");
-                AppError::Unauthenticated(INVALID)
-            })?;
+        let refused = |e: jsonwebtoken::errors::Error| {
+            tracing::debug!(reason = %e, "access token refused");
+            AppError::Unauthenticated(INVALID)
+        };
+        let kid = jsonwebtoken::decode_header(token).map_err(refused)?.kid;
+        let mut keys = self
+            .0
+            .decoding
+            .iter()
+            .filter(|(id, _)| kid.as_ref().is_none_or(|kid| kid == id))
+            .peekable();
+        if keys.peek().is_none() {
+            tracing::debug!(?kid, "access token refused: unknown key id");
+            return Err(AppError::Unauthenticated(INVALID));
+        }
+        let mut outcome = None;
+        for (_, key) in keys {
+            outcome = Some(jsonwebtoken::decode::<Claims>(
+                token,
+                key,
+                &self.0.validation,
+            ));
+            if matches!(outcome, Some(Ok(_))) {
+                break;
+            }
+        }
+        let data = outcome
+            .expect("at least one key was tried")
+            .map_err(refused)?;
         if data.header.typ.as_deref() != Some(TOKEN_TYPE) {
             tracing::debug!(typ = ?data.header.typ, "access token refused: wrong typ");
             return Err(AppError::Unauthenticated(INVALID));

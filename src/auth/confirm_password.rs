@@ -76,7 +76,7 @@ impl Auth {
         let account = validate::email_key(&who.user.email);
         let waived = self.password_attempt_allowed(&account, client).await?;
         // Counted at once, so that checks sent together all see each other.
-        let counted = self.throttle.login_attempt(&account, client.ip);
+        let counted = self.throttle.login_attempt(&account, client.ip).await?;
         let session = who.session_id();
         if let Some(id) = session {
             let mut conn = self.db.acquire().await?;
@@ -85,7 +85,8 @@ impl Auth {
             if !sessions::take_password_check(&mut conn, id, SESSION_ENDS_AFTER, now, stale).await?
             {
                 self.throttle
-                    .login_outcome(&account, client.ip, counted, None);
+                    .login_outcome(&account, client.ip, counted, None)
+                    .await;
                 let live = sessions::find(&mut conn, id)
                     .await?
                     .is_some_and(|s| s.is_live(now));
@@ -126,7 +127,8 @@ impl Auth {
         };
         // A wrong password stays counted; anything else is taken back.
         self.throttle
-            .login_outcome(&account, client.ip, counted, right);
+            .login_outcome(&account, client.ip, counted, right)
+            .await;
         let settled = match session {
             Some(id) => {
                 let mut tx = self.db.begin().await?;

@@ -27,20 +27,21 @@ impl Auth {
         // Counted as failed before the check, so that attempts sent together see each
         // other; a success resets the counts, and an error of the server's own (an
         // overloaded database, say) is taken back.
-        let counted = self.throttle.login_attempt(&email_key, client.ip);
+        let counted = self.throttle.login_attempt(&email_key, client.ip).await?;
         let outcome = self.check_credentials(&email_key, password, client).await;
-        let settle = |judged| {
+        let settle = async |judged| {
             self.throttle
-                .login_outcome(&email_key, client.ip, counted, judged);
+                .login_outcome(&email_key, client.ip, counted, judged)
+                .await;
         };
         match outcome {
             Ok(signed_in) => {
-                settle(Some(true));
+                settle(Some(true)).await;
                 crate::telemetry::auth_event("login_succeeded");
                 Ok(signed_in)
             }
             Err(AppError::Unauthenticated(why)) => {
-                settle(Some(false));
+                settle(Some(false)).await;
                 crate::telemetry::auth_event("login_failed");
                 Err(match waived {
                     Some(left) => self.throttle.paused_refusal(left),
@@ -48,7 +49,7 @@ impl Auth {
                 })
             }
             Err(other) => {
-                settle(None);
+                settle(None).await;
                 Err(other)
             }
         }

@@ -99,7 +99,8 @@ const KNOWN_NETWORK_FOR: chrono::Duration = chrono::Duration::days(30);
 
 impl Auth {
     /// Builds the service: access tokens are signed with `secret`, and the refresh-token
-    /// keys are derived from it.
+    /// keys are derived from it; tokens made with the configured previous key are still
+    /// accepted.
     pub fn new(
         db: Db,
         secret: &Secret,
@@ -109,10 +110,14 @@ impl Auth {
     ) -> Self {
         Self {
             events,
-            throttle: throttle::Throttle::new(throttle),
+            throttle: throttle::Throttle::for_db(throttle, &db),
             db,
-            access_tokens: AccessTokens::new(secret, config.access_token_ttl),
-            refresh_tokens: RefreshTokens::new(secret),
+            access_tokens: AccessTokens::new(
+                secret,
+                config.jwt_previous_secret.as_ref(),
+                config.access_token_ttl,
+            ),
+            refresh_tokens: RefreshTokens::new(secret, config.jwt_previous_secret.as_ref()),
             passwords: Passwords::new(),
             config,
         }
@@ -139,8 +144,8 @@ impl Auth {
         account: &str,
         client: &ClientInfo,
     ) -> AppResult<Option<std::time::Duration>> {
-        let Some(left) = self.throttle.account_paused(account) else {
-            self.throttle.login_allowed(account, client.ip)?;
+        let Some(left) = self.throttle.account_paused(account).await? else {
+            self.throttle.login_allowed(account, client.ip).await?;
             return Ok(None);
         };
         let known = match client.ip {
@@ -154,7 +159,13 @@ impl Auth {
         };
         // Checked after the query, the client's own wait included, so that attempts
         // sent at once from a known network do not all pass while it runs.
-        if !known || self.throttle.backing_off(account, client.ip).is_some() {
+        if !known
+            || self
+                .throttle
+                .backing_off(account, client.ip)
+                .await?
+                .is_some()
+        {
             return Err(self.throttle.paused_refusal(left));
         }
         tracing::info!("account paused after failed sign-ins; passed from a known network");

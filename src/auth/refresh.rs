@@ -70,12 +70,18 @@ impl Auth {
                 }
                 continue;
             }
-            let just_retired = session.previous_token_hash.as_deref() == Some(&presented_hash)
-                && session.token_hash == successor_hash;
-            if just_retired && now - session.rotated_at <= grace {
+            // Its successor may have been derived by an instance on the previous key.
+            let given = self
+                .refresh_tokens
+                .successors(&presented)
+                .find(|s| s.hash() == session.token_hash);
+            let just_retired = session.previous_token_hash.as_deref() == Some(&presented_hash);
+            if let Some(given) = given.filter(|_| just_retired)
+                && now - session.rotated_at <= grace
+            {
                 let user = active_user(&mut tx, session.user_id).await?;
                 tx.commit().await?;
-                return self.reissue(user, &successor);
+                return self.reissue(user, &given);
             }
             sessions::revoke(
                 &mut tx,

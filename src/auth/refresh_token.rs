@@ -54,17 +54,25 @@ impl RefreshToken {
 /// Makes, checks and derives refresh tokens with keys derived from the server secret.
 #[derive(Clone)]
 pub struct RefreshTokens {
-    mac_key: [u8; 32],
-    successor_key: [u8; 32],
+    /// The keys of the server secret and of the previous one, if any: (MAC, successor).
+    /// New tokens use the first; tokens made with either are accepted.
+    keys: Vec<([u8; 32], [u8; 32])>,
 }
 
 impl RefreshTokens {
-    /// Derives the MAC and successor keys from the server `secret`.
-    pub fn new(secret: &Secret) -> Self {
-        Self {
-            mac_key: derive(secret.expose(), b"quire refresh token mac v1"),
-            successor_key: derive(secret.expose(), b"quire refresh token successor v1"),
-        }
+    /// Derives the MAC and successor keys from the server `secret`, and from `previous`,
+    /// whose tokens are still accepted.
+    pub fn new(secret: &Secret, previous: Option<&Secret>) -> Self {
+        let keys = std::iter::once(secret)
+            .chain(previous)
+            .map(|s| {
+                (
+                    derive(s.expose(), b"quire refresh token mac v1"),
+                    derive(s.expose(), b"quire refresh token successor v1"),
+                )
+            })
+            .collect();
+        Self { keys }
     }
 
     /// A fresh token for a new session.
@@ -77,10 +85,23 @@ impl RefreshTokens {
 
     /// The token that replaces `token` when it is refreshed.
     pub fn successor(&self, token: &RefreshToken) -> RefreshToken {
-        RefreshToken {
+        self.successors(token)
+            .next()
+            .expect("a server secret at least")
+    }
+
+    /// The successors `token` may have been given by instances of this server: by the
+    /// signing key first, then by the previous one. While keys change, an instance still
+    /// on the old key may have rotated it, and a retry reaching one on the new key must
+    /// find the same successor, not take the retry for a theft.
+    pub fn successors<'a>(
+        &'a self,
+        token: &'a RefreshToken,
+    ) -> impl Iterator<Item = RefreshToken> + 'a {
+        self.keys.iter().map(|(_, successor_key)| RefreshToken {
             session_id: token.session_id,
-            secret: mac(&self.successor_key, token),
-        }
+            secret: mac(successor_key, token),
+        })
     }
 
     /// The string handed to the client.
@@ -88,7 +109,7 @@ impl RefreshTokens {
         let mut bytes = Vec::with_capacity(TOKEN_LEN);
         bytes.extend_from_slice(token.session_id.as_bytes());
         bytes.extend_from_slice(&token.secret);
-        bytes.extend_from_slice(&mac(&self.mac_key, token)[..MAC_LEN]);
+        bytes.extend_from_slice(&mac(&self.keys[0].0, token)[..MAC_LEN]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -104,12 +125,16 @@ impl RefreshTokens {
             session_id: Uuid::from_slice(id).ok()?,
             secret: secret.try_into().ok()?,
         };
-        let mut m = HmacSha256::new_from_slice(&self.mac_key).ok()?;
-        m.update(token.session_id.as_bytes());
-        m.update(&token.secret);
-        // Constant-time comparison of the truncated tag.
-        m.verify_truncated_left(tag).ok()?;
-        Some(token)
+        let genuine = self.keys.iter().any(|(mac_key, _)| {
+            let Ok(mut m) = HmacSha256::new_from_slice(mac_key) else {
+                return false;
+            };
+            m.update(token.session_id.as_bytes());
+            m.update(&token.secret);
+            // Constant-time comparison of the truncated tag.
+            m.verify_truncated_left(tag).is_ok()
+        });
+        genuine.then_some(token)
     }
 }
 
@@ -131,7 +156,7 @@ mod tests {
     use super::*;
 
     fn tokens(key: u8) -> RefreshTokens {
-        RefreshTokens::new(&Secret::new(vec![key; 32]))
+        RefreshTokens::new(&Secret::new(vec![key; 32]), None)
     }
 
     #[test]

@@ -158,6 +158,16 @@ impl Config {
                 "it needs QUIRE_PERSISTED_DOCUMENTS, the file of allowed operations",
             ));
         }
+        let listener_not_postgres = |url: &DatabaseUrl| !matches!(url, DatabaseUrl::Postgres(_));
+        if let Some(listener) = &server.listener_database_url
+            && (listener_not_postgres(listener) || listener_not_postgres(&common.database_url))
+        {
+            return Err(ConfigError::new(
+                "QUIRE_LISTENER_DATABASE_URL",
+                "it is for PostgreSQL only: both it and DATABASE_URL must be postgres:// URLs \
+                 of the same database",
+            ));
+        }
         let development = common.environment == Environment::Development;
         Ok(Self {
             database_url: common.database_url,

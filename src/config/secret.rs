@@ -20,6 +20,20 @@ impl Secret {
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
+
+    /// A short public name for the key (16 hex digits of a hash of it): the `kid` of the
+    /// tokens it signs, and how instances sharing a database compare keys without
+    /// revealing them. Learning a key from it is as hard as from a token it signed.
+    pub fn key_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(b"quire key id v1");
+        hash.update(&self.0);
+        hash.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -5,7 +5,7 @@ use std::{net::IpAddr, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Args};
 
-use super::{List, Secret, parse};
+use super::{DatabaseUrl, List, Secret, parse};
 
 /// The server's settings, one group per concern.
 #[derive(Debug, Clone, Args)]
@@ -67,6 +67,11 @@ pub struct Server {
     #[arg(long, env = "QUIRE_GRAPHIQL_ASSETS", default_value = "https://cdn.jsdelivr.net/npm",
           value_parser = parse::base_url)]
     pub graphiql_assets: String,
+    /// PostgreSQL only: where the event listener connects, when DATABASE_URL goes through
+    /// a pooler in transaction mode (such as PgBouncer), which breaks LISTEN; a direct
+    /// connection to the same database. Default: DATABASE_URL
+    #[arg(long, env = "QUIRE_LISTENER_DATABASE_URL", value_parser = DatabaseUrl::parse)]
+    pub listener_database_url: Option<DatabaseUrl>,
 }
 
 /// Tokens, sessions and the signing key.
@@ -77,6 +82,11 @@ pub struct AuthConfig {
     /// generated on first start and kept in the database
     #[arg(long, env = "QUIRE_JWT_SECRET", hide_env_values = true, value_parser = parse::secret)]
     pub jwt_secret: Option<Secret>,
+    /// A key that signed tokens before QUIRE_JWT_SECRET, still accepted when verifying
+    /// (never used to sign), so that keys can be changed without signing anyone out
+    #[arg(long, env = "QUIRE_JWT_PREVIOUS_SECRET", hide_env_values = true,
+          value_parser = parse::secret)]
+    pub jwt_previous_secret: Option<Secret>,
     /// Lifetime of access tokens (e.g. 15m)
     #[arg(long = "access-token-ttl", env = "QUIRE_ACCESS_TOKEN_TTL", default_value = "15m",
           value_parser = parse::positive)]

@@ -8,12 +8,14 @@
 //! engines store, so a value reads back exactly as it was written on either of them.
 
 pub mod api_keys;
+pub mod instances;
 pub mod kept;
 pub mod migrate;
 pub mod page;
 pub mod posts;
 pub mod sessions;
 pub mod settings;
+pub mod throttle;
 pub mod users;
 pub mod votes;
 

@@ -55,8 +55,9 @@ pub async fn insert(mut conn: impl AsConn, post: &PostRow) -> Result<(), sqlx::E
     execute!(
         &mut conn,
         sqlx::query(
-            "INSERT INTO posts (id, author_id, title, body, published, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO posts \
+             (id, author_id, title, body, published, created_at, updated_at, published_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(post.id)
         .bind(post.author_id)
@@ -65,6 +66,7 @@ pub async fn insert(mut conn: impl AsConn, post: &PostRow) -> Result<(), sqlx::E
         .bind(post.published)
         .bind(post.created_at)
         .bind(post.updated_at)
+        .bind(post.published.then_some(post.created_at))
     )?;
     Ok(())
 }
@@ -84,6 +86,41 @@ pub async fn find(mut conn: impl AsConn, id: Uuid) -> Result<Option<PostRow>, sq
     })
 }
 
+/// The posts with these ids that still exist, in no particular order.
+#[tracing::instrument(skip_all, fields(posts = ids.len()))]
+pub async fn find_many(mut conn: impl AsConn, ids: &[Uuid]) -> Result<Vec<PostRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::fetch_all_in!(
+        &mut conn,
+        concat!("SELECT ", post_columns!(), " FROM posts WHERE id {ids}"),
+        [],
+        ids
+    )
+}
+
+/// Posts published after `since`, in the order they were published, at most `limit`.
+#[tracing::instrument(skip_all)]
+pub async fn published_since(
+    mut conn: impl AsConn,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<PostRow>, sqlx::Error> {
+    sql!(&mut conn, |c| {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            post_columns!(),
+            " FROM posts WHERE published AND published_at > $1 \
+             ORDER BY published_at, id LIMIT $2"
+        ))
+        .bind(since)
+        .bind(limit)
+        .fetch_all(c)
+        .await
+    })
+}
+
 /// Changes the given fields of a post in one statement (`None` leaves a field alone), so
 /// that concurrent edits of different fields do not undo each other. Returns the post as
 /// changed, or `None` when it no longer exists.
@@ -99,6 +136,7 @@ pub async fn update(
     sql!(&mut conn, |c| {
         sqlx::query_as(concat!(
             "UPDATE posts SET title = COALESCE($2, title), body = COALESCE($3, body), \
+             published_at = CASE WHEN $4 AND NOT published THEN $5 ELSE published_at END, \
              published = COALESCE($4, published), updated_at = $5 WHERE id = $1 RETURNING ",
             post_columns!()
         ))
@@ -272,9 +310,10 @@ const SQLITE_AUTHORS_PER_STATEMENT: usize = 200;
 pub async fn insert_many(mut conn: impl AsConn, rows: &[PostRow]) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(1000) {
         let sql = format!(
-            "INSERT INTO posts (id, author_id, title, body, published, created_at, updated_at) \
+            "INSERT INTO posts \
+             (id, author_id, title, body, published, created_at, updated_at, published_at) \
              VALUES {}",
-            super::page::value_rows(chunk.len(), 7)
+            super::page::value_rows(chunk.len(), 8)
         );
         execute!(&mut conn, {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
@@ -286,7 +325,8 @@ pub async fn insert_many(mut conn: impl AsConn, rows: &[PostRow]) -> Result<(), 
                     .bind(&p.body)
                     .bind(p.published)
                     .bind(p.created_at)
-                    .bind(p.updated_at);
+                    .bind(p.updated_at)
+                    .bind(p.published.then_some(p.created_at));
             }
             q
         })?;

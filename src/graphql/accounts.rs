@@ -62,7 +62,7 @@ pub struct AccountMutation;
 impl AccountMutation {
     /// Creates an account and signs it in.
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
-        spend_credential_attempt(ctx)?;
+        spend_credential_attempt(ctx).await?;
         let account = NewAccount {
             email: &input.email,
             username: &input.username,
@@ -74,7 +74,7 @@ impl AccountMutation {
 
     /// Signs in with email and password, starting a new session.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload> {
-        spend_credential_attempt(ctx)?;
+        spend_credential_attempt(ctx).await?;
         let signed_in = auth(ctx)
             .login(&input.email, &input.password, client(ctx))
             .await?;
@@ -89,7 +89,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         refresh_token: Option<String>,
     ) -> Result<AuthPayload> {
-        spend_credential_attempt(ctx)?;
+        spend_credential_attempt(ctx).await?;
         let token = refresh_token
             .or_else(|| cookie_token(ctx))
             .ok_or_else(|| AppError::bad_input("refreshToken", "refreshToken is required"))?;
@@ -143,7 +143,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: CreateApiKeyInput,
     ) -> Result<CreateApiKeyPayload> {
-        spend_credential_attempt(ctx)?;
+        spend_credential_attempt(ctx).await?;
         let who = identity(ctx).await?;
         let new = NewKey {
             name: &input.name,
@@ -182,7 +182,7 @@ impl AccountMutation {
         #[graphql(desc = "Keep the account's API keys working (default false).")]
         keep_api_keys: Option<bool>,
     ) -> Result<bool> {
-        spend_credential_attempt(ctx)?;
+        spend_credential_attempt(ctx).await?;
         let who = identity(ctx).await?;
         auth(ctx)
             .change_password(

@@ -58,7 +58,7 @@ pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
 pub struct CredentialBudget(Arc<AtomicBool>);
 
 /// Spends the request's credential operation, or refuses a second one.
-pub fn spend_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
+pub async fn spend_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
     let spent = ctx
         .data_opt::<CredentialBudget>()
         .is_some_and(|budget| budget.0.swap(true, Ordering::SeqCst));
@@ -69,5 +69,5 @@ pub fn spend_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
             retry_after: 0,
         });
     }
-    auth(ctx).throttle.credential_attempt(client(ctx).ip)
+    auth(ctx).throttle.credential_attempt(client(ctx).ip).await
 }

@@ -1,7 +1,8 @@
 //! Subscriptions, served over WebSocket: new posts, and the votes of one post.
 //!
-//! Events come from the application's event bus and are sent only to subscribers who may
-//! see them: a draft goes to nobody but its author.
+//! Events come from the application's event bus, by topic (new posts, one post's
+//! changes), and are sent only to subscribers who may see them: a draft goes to nobody but
+//! its author.
 
 use async_graphql::{
     Context, ID, Result, Subscription,
@@ -14,7 +15,10 @@ use super::{
     guards::SignedIn,
     types::Post,
 };
-use crate::{error::AppError, events::Event};
+use crate::{
+    error::AppError,
+    events::{Event, Topic},
+};
 
 /// The subscription root.
 #[derive(Default)]
@@ -25,12 +29,15 @@ impl SubscriptionRoot {
     /// Each post as it is published: written as published, or a draft published later.
     #[graphql(guard = "SignedIn")]
     async fn post_created(&self, ctx: &Context<'_>) -> impl Stream<Item = Post> + use<> {
-        auth(ctx).events.subscribe().filter_map(|event| {
-            future::ready(match event {
-                Event::PostPublished(row) if row.published => Some(Post::from((*row).clone())),
-                _ => None,
+        auth(ctx)
+            .events
+            .subscribe(Topic::NewPosts)
+            .filter_map(|event| {
+                future::ready(match event {
+                    Event::PostPublished(row) if row.published => Some(Post::from((*row).clone())),
+                    _ => None,
+                })
             })
-        })
     }
 
     /// The post with id `id` as it is now, then each time its vote count changes. A
@@ -44,7 +51,7 @@ impl SubscriptionRoot {
         let posts = posts(ctx);
         // Subscribed before the post is read, so that no change after the reading is
         // missed.
-        let events = auth(ctx).events.subscribe();
+        let events = auth(ctx).events.subscribe(Topic::Post(post_id));
         let Some((row, count)) = posts.for_subscriber(viewer, post_id).await? else {
             return Err(AppError::NotFound("no such post".to_owned()).into());
         };

@@ -129,7 +129,8 @@ impl Posts {
             updated_at: now,
         };
         self.throttle
-            .write(who.user.id, write_cost([&*post.title, &*post.body]))?;
+            .write(who.user.id, write_cost([&*post.title, &*post.body]))
+            .await?;
         let mut conn = self.db.acquire().await?;
         posts::insert(&mut conn, &post).await?;
         tracing::info!(post_id = %post.id, "post created");
@@ -156,10 +157,12 @@ impl Posts {
             .body
             .map(|b| text("body", b, MAX_BODY))
             .transpose()?;
-        self.throttle.write(
-            who.user.id,
-            write_cost(title.as_deref().into_iter().chain(body.as_deref())),
-        )?;
+        self.throttle
+            .write(
+                who.user.id,
+                write_cost(title.as_deref().into_iter().chain(body.as_deref())),
+            )
+            .await?;
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         if post.author_id != who.user.id {
@@ -190,7 +193,7 @@ impl Posts {
     /// Deletes a post; its author or an administrator may.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn delete(&self, who: &Identity, id: Uuid) -> AppResult<Uuid> {
-        self.throttle.write(who.user.id, 1)?;
+        self.throttle.write(who.user.id, 1).await?;
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         if post.author_id != who.user.id && !is_admin(who) {
@@ -210,7 +213,7 @@ impl Posts {
     /// Votes for a post; voting twice is a no-op.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn vote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
-        self.throttle.write(who.user.id, 1)?;
+        self.throttle.write(who.user.id, 1).await?;
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         match votes::add(&mut conn, id, who.user.id, db::now()).await {
@@ -227,7 +230,7 @@ impl Posts {
     /// Withdraws a vote; withdrawing a vote never given is a no-op.
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn unvote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
-        self.throttle.write(who.user.id, 1)?;
+        self.throttle.write(who.user.id, 1).await?;
         let mut conn = self.db.acquire().await?;
         let post = self.visible(&mut conn, who, id).await?;
         votes::remove(&mut conn, id, who.user.id).await?;

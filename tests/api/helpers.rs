@@ -213,8 +213,7 @@ impl TestDb {
             let _ = stopped.await;
         }));
         TestApp {
-            base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            remote: Remote::new(format!("http://{addr}")),
             app,
             _stop: stop,
         }
@@ -223,10 +222,24 @@ impl TestDb {
 
 /// A running application and a client for it.
 pub struct TestApp {
-    pub base: String,
-    pub client: reqwest::Client,
+    remote: Remote,
     pub app: App,
     _stop: oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Remote;
+
+    fn deref(&self) -> &Remote {
+        &self.remote
+    }
+}
+
+/// A client of a server at `base`: one in the test's runtime, or a process of its own.
+pub struct Remote {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub client: reqwest::Client,
 }
 
 /// What a client sees of one GraphQL response.
@@ -299,7 +312,15 @@ impl Tokens {
 pub const AUTH_FIELDS: &str =
     "accessToken refreshToken tokenType expiresIn user { id username email role createdAt }";
 
-impl TestApp {
+impl Remote {
+    /// A client of the server at `base`.
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
     /// Sends a GraphQL request, with an access token when given.
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
         self.gql_with(token, &[], query, variables).await
@@ -526,7 +547,9 @@ impl TestApp {
         assert!(replaced);
         (user.id, old)
     }
+}
 
+impl Remote {
     /// Writes a post as `token` and returns its id.
     pub async fn post(&self, token: &str, title: &str, published: bool) -> String {
         let res = self
@@ -757,6 +780,32 @@ impl Process {
             .lock()
             .unwrap()
             .clone()
+    }
+
+    /// A client of it.
+    pub fn remote(&self) -> Remote {
+        Remote::new(self.base.clone())
+    }
+
+    /// Stops it as an orchestrator would, with SIGTERM, and waits until it has exited;
+    /// returns whether it exited successfully.
+    pub async fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let mut child = std::mem::replace(
+            &mut self.child,
+            std::process::Command::new("true")
+                .spawn()
+                .expect("a placeholder"),
+        );
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill runs");
+            child.wait().expect("it exits").success()
+        })
+        .await
+        .unwrap()
     }
 
     /// Whether the process is still running.

@@ -8,6 +8,7 @@ mod admin;
 pub mod api_keys;
 mod batching;
 mod clients;
+mod cluster;
 pub mod commands;
 mod connections;
 mod cookies;

@@ -16,7 +16,7 @@ use tokio_tungstenite::{
     },
 };
 
-use crate::helpers::{TestApp, TestDb};
+use crate::helpers::{Remote, TestApp, TestDb};
 
 crate::on_both_databases!(
     subscriptions_work_in_either_protocol_on_either_path,
@@ -44,7 +44,7 @@ const LEGACY_WS: &str = "graphql-ws";
 
 pub(crate) const POST_CREATED: &str =
     "subscription { postCreated { id title published author { username } } }";
-const POST_VOTED: &str =
+pub(crate) const POST_VOTED: &str =
     "subscription($id: ID!) { postVoted(id: $id) { id voteCount viewerHasVoted } }";
 
 /// What the server sent next.
@@ -66,7 +66,7 @@ pub(crate) struct Ws {
 
 /// An upgrade request for `path`, offering `protocol`, with extra headers.
 pub(crate) fn upgrade_request(
-    app: &TestApp,
+    app: &Remote,
     path: &str,
     protocol: Option<&str>,
     headers: &[(&str, &str)],
@@ -112,7 +112,7 @@ fn is_keepalive(message: &Value) -> bool {
 impl Ws {
     /// Opens a socket on `path` offering `protocol` (one or several, comma-separated).
     pub(crate) async fn open(
-        app: &TestApp,
+        app: &Remote,
         path: &str,
         protocol: &str,
         headers: &[(&str, &str)],
@@ -139,7 +139,7 @@ impl Ws {
     /// `from`, with a receive buffer of `receive_buffer` bytes when given, and `headers`;
     /// the handshake's error when the server refuses it.
     pub(crate) async fn open_from(
-        app: &TestApp,
+        app: &Remote,
         from: [u8; 4],
         receive_buffer: Option<u32>,
         headers: &[(&str, &str)],
@@ -167,12 +167,12 @@ impl Ws {
         })
     }
 
-    pub(crate) async fn connect(app: &TestApp, path: &str, protocol: &str) -> Self {
+    pub(crate) async fn connect(app: &Remote, path: &str, protocol: &str) -> Self {
         Self::open(app, path, protocol, &[]).await
     }
 
     /// A socket whose `connection_init` with `payload` was acknowledged.
-    pub(crate) async fn ready(app: &TestApp, path: &str, protocol: &str, payload: Value) -> Self {
+    pub(crate) async fn ready(app: &Remote, path: &str, protocol: &str, payload: Value) -> Self {
         let mut ws = Self::connect(app, path, protocol).await;
         ws.init(payload).await;
         ws.ack().await;
@@ -180,7 +180,7 @@ impl Ws {
     }
 
     /// A `graphql-transport-ws` socket on `/graphql`, acknowledged for an access token.
-    pub(crate) async fn signed_in(app: &TestApp, access: &str) -> Self {
+    pub(crate) async fn signed_in(app: &Remote, access: &str) -> Self {
         let payload = json!({ "Authorization": bearer(access) });
         Self::ready(app, "/graphql", TRANSPORT_WS, payload).await
     }
@@ -439,7 +439,7 @@ async fn api_key(app: &TestApp, access: &str, scopes: &[&str]) -> (String, Strin
     )
 }
 
-async fn vote(app: &TestApp, access: &str, post: &str) {
+pub(crate) async fn vote(app: &Remote, access: &str, post: &str) {
     app.gql(
         Some(access),
         "mutation($id: ID!) { votePost(id: $id) { id } }",
@@ -449,7 +449,7 @@ async fn vote(app: &TestApp, access: &str, post: &str) {
     .ok();
 }
 
-async fn unvote(app: &TestApp, access: &str, post: &str) {
+pub(crate) async fn unvote(app: &Remote, access: &str, post: &str) {
     app.gql(
         Some(access),
         "mutation($id: ID!) { unvotePost(id: $id) { id } }",

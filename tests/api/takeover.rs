@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Gql, PASSWORD, TestApp, TestDb, Tokens};
+use crate::helpers::{Gql, PASSWORD, Remote, TestApp, TestDb, Tokens};
 
 crate::on_both_databases!(
     sign_ins_racing_a_password_change_keep_no_session,
@@ -682,7 +682,7 @@ async fn a_refresh_that_fails_halfway_keeps_its_token(db: TestDb) {
     // taken for a stolen token: the token was never used.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let retried = app.refresh(&ada.refresh).await.ok();
-    let next = TestApp::tokens(&retried);
+    let next = Remote::tokens(&retried);
     app.me(&next.access).await.ok();
 }
 

@@ -6,7 +6,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_SECRET, TestApp, TestDb};
+use crate::helpers::{Remote, TEST_SECRET, TestDb};
 
 crate::on_both_databases!(
     refresh_rotates_both_tokens,
@@ -23,7 +23,7 @@ async fn refresh_rotates_both_tokens(db: TestDb) {
     let first = app.signed_up("ada").await;
 
     let res = app.refresh(&first.refresh).await.ok();
-    let second = TestApp::tokens(&res);
+    let second = Remote::tokens(&res);
     assert_eq!(res.data("refresh.tokenType"), "Bearer");
     assert_eq!(res.data("refresh.user.username"), "ada");
     assert_ne!(second.refresh, first.refresh, "the refresh token rotates");
@@ -31,7 +31,7 @@ async fn refresh_rotates_both_tokens(db: TestDb) {
     app.me(&second.access).await.ok();
 
     // The successor rotates in turn, and the chain goes on.
-    let third = TestApp::tokens(&app.refresh(&second.refresh).await.ok());
+    let third = Remote::tokens(&app.refresh(&second.refresh).await.ok());
     assert_ne!(third.refresh, second.refresh);
     app.me(&third.access).await.ok();
 
@@ -67,7 +67,7 @@ async fn concurrent_refreshes_converge_and_keep_the_session(db: TestDb) {
                 "every refresh succeeds: {}",
                 r.body
             );
-            TestApp::tokens(r).refresh
+            Remote::tokens(r).refresh
         })
         .collect();
     assert!(
@@ -78,7 +78,7 @@ async fn concurrent_refreshes_converge_and_keep_the_session(db: TestDb) {
 
     // The session lives on: every access token works, and the successor refreshes.
     for r in &results {
-        app.me(&TestApp::tokens(r).access).await.ok();
+        app.me(&Remote::tokens(r).access).await.ok();
     }
     app.refresh(&successors[0]).await.ok();
 }
@@ -90,7 +90,7 @@ async fn reuse_after_the_grace_window_ends_the_session(db: TestDb) {
     let stolen = app.signed_up("victim").await;
     let other_session = app.signed_in("victim").await;
 
-    let fresh = TestApp::tokens(&app.refresh(&stolen.refresh).await.ok());
+    let fresh = Remote::tokens(&app.refresh(&stolen.refresh).await.ok());
     app.me(&fresh.access).await.ok();
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -140,7 +140,7 @@ async fn expired_access_tokens_are_refused(db: TestDb) {
     assert_eq!(expired.code(), "UNAUTHENTICATED");
 
     // The session itself is fine: a refresh gives a working token.
-    let renewed = TestApp::tokens(&app.refresh(&refresh).await.ok());
+    let renewed = Remote::tokens(&app.refresh(&refresh).await.ok());
     app.me(&renewed.access).await.ok();
 }
 
@@ -151,10 +151,10 @@ async fn refresh_tokens_expire_and_sessions_have_a_maximum_age(db: TestDb) {
         .await;
     let t = app.signed_up("slider").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = TestApp::tokens(&app.refresh(&t.refresh).await.ok());
+    let t = Remote::tokens(&app.refresh(&t.refresh).await.ok());
     tokio::time::sleep(Duration::from_secs(2)).await;
     // 4 s after sign-in, but only 2 s after the last refresh: still valid.
-    let t = TestApp::tokens(&app.refresh(&t.refresh).await.ok());
+    let t = Remote::tokens(&app.refresh(&t.refresh).await.ok());
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(app.refresh(&t.refresh).await.code(), "UNAUTHENTICATED");
     assert_eq!(
@@ -173,7 +173,7 @@ async fn refresh_tokens_expire_and_sessions_have_a_maximum_age(db: TestDb) {
     let mut t = app.signed_up("capped").await;
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        t = TestApp::tokens(&app.refresh(&t.refresh).await.ok());
+        t = Remote::tokens(&app.refresh(&t.refresh).await.ok());
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(app.refresh(&t.refresh).await.code(), "UNAUTHENTICATED");
@@ -324,11 +324,29 @@ async fn the_generated_signing_key_survives_a_restart(db: TestDb) {
     second.me(&t.access).await.ok();
     second.refresh(&t.refresh).await.ok();
 
-    // An instance with a different configured key does not.
-    let other = db
-        .spawn_with(|s| {
-            s.serving.auth.jwt_secret = Some(quire::config::parse::secret(TEST_SECRET).unwrap())
-        })
-        .await;
-    assert_eq!(other.me(&t.access).await.code(), "UNAUTHENTICATED");
+    // An instance with a different configured key would refuse the tokens of the one
+    // running. On PostgreSQL, where instances run side by side, it refuses to serve;
+    // on SQLite, one process at a time, it serves and refuses the old tokens.
+    let mut settings = db.settings();
+    settings.serving.auth.jwt_secret = Some(quire::config::parse::secret(TEST_SECRET).unwrap());
+    let config = quire::config::Config::new(settings).unwrap();
+    let other = quire::app::App::start(&config).await.expect("it starts");
+    if db.backend_name() == "postgres" {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = other
+            .serve(listener, std::future::ready(()))
+            .await
+            .expect_err("it refuses to serve")
+            .to_string();
+        assert!(refused.contains("QUIRE_JWT_SECRET differs"), "{refused}");
+        second.me(&t.access).await.ok();
+    } else {
+        drop(other);
+        let other = db
+            .spawn_with(|s| {
+                s.serving.auth.jwt_secret = Some(quire::config::parse::secret(TEST_SECRET).unwrap())
+            })
+            .await;
+        assert_eq!(other.me(&t.access).await.code(), "UNAUTHENTICATED");
+    }
 }

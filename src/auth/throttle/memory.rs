@@ -2,14 +2,12 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{LazyLock, Mutex},
     time::{Duration, Instant},
 };
 
-use super::{Failure, Limiter};
-
-/// How long failure counts are kept after the last failure.
-const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(24 * 3600);
+use super::{FORGET_FAILURES_AFTER, Failure, Failures, Limiter, Stamp, micros};
+use crate::error::AppResult;
 /// Maps are pruned when they grow past this many entries (and then past twice their size
 /// after the last pruning), so that pruning costs little per insertion.
 const PRUNE_FROM: usize = 10_000;
@@ -20,18 +18,24 @@ const PRUNE_FROM: usize = 10_000;
 #[derive(Default)]
 pub struct MemoryLimiter {
     buckets: Mutex<Pruned<(f64, Instant, Duration)>>,
-    failures: Mutex<Pruned<Failures>>,
+    failures: Mutex<Pruned<Record>>,
 }
 
 /// One key's failures.
 #[derive(Debug, Clone, Copy)]
-struct Failures {
+struct Record {
     count: u32,
     /// When the last one was.
-    last: Instant,
+    last: Stamp,
     /// Where decay has been counted up to: moved on by whole periods only, so that
     /// failures coming more often than a period do not stop the count from decaying.
-    decayed_to: Instant,
+    decayed_to: Stamp,
+}
+
+/// This process's clock as stamps: microseconds since its first reading.
+fn now() -> Stamp {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    Stamp(i64::try_from(START.elapsed().as_micros()).unwrap_or(i64::MAX))
 }
 
 /// A map that is pruned when it grows.
@@ -58,8 +62,43 @@ impl<V> Pruned<V> {
     }
 }
 
+#[async_trait::async_trait]
 impl Limiter for MemoryLimiter {
-    fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration> {
+    async fn take(
+        &self,
+        key: &str,
+        cost: u32,
+        per_minute: u32,
+        burst: u32,
+    ) -> AppResult<Result<(), Duration>> {
+        Ok(self.take_now(key, cost, per_minute, burst))
+    }
+
+    async fn failures(&self, key: &str) -> AppResult<Failures> {
+        Ok(self.failures_now(key))
+    }
+
+    async fn fail(&self, key: &str, decay_every: Option<Duration>) -> AppResult<Failure> {
+        Ok(self.fail_now(key, decay_every))
+    }
+
+    async fn forgive(&self, key: &str, failure: Failure) -> AppResult<()> {
+        self.forgive_now(key, failure);
+        Ok(())
+    }
+
+    async fn reset(&self, key: &str) -> AppResult<()> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .remove(key);
+        Ok(())
+    }
+}
+
+impl MemoryLimiter {
+    fn take_now(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration> {
         let now = Instant::now();
         let cost = f64::from(cost);
         let rate = f64::from(per_minute.max(1)) / 60.0;
@@ -86,32 +125,39 @@ impl Limiter for MemoryLimiter {
         taken
     }
 
-    fn failures(&self, key: &str) -> (u32, Option<Instant>) {
+    fn failures_now(&self, key: &str) -> Failures {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures
+        let (count, last) = failures
             .map
             .get(key)
-            .map_or((0, None), |f| (f.count, Some(f.last)))
+            .map_or((0, None), |f| (f.count, Some(f.last)));
+        Failures {
+            count,
+            last,
+            now: now(),
+        }
     }
 
-    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Failure {
+    fn fail_now(&self, key: &str, decay_every: Option<Duration>) -> Failure {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.prune_if_large(|f| f.last.elapsed() < FORGET_FAILURES_AFTER);
-        let now = Instant::now();
+        let now = now();
+        let forget = micros(FORGET_FAILURES_AFTER);
+        failures.prune_if_large(|f| now.0 - f.last.0 < forget);
         let previous = failures.map.get(key).map(|f| f.last);
-        let entry = failures.map.entry(key.to_owned()).or_insert(Failures {
+        let entry = failures.map.entry(key.to_owned()).or_insert(Record {
             count: 0,
             last: now,
             decayed_to: now,
         });
-        if let Some(every) = decay_every.filter(|d| !d.is_zero()) {
-            let periods = now.duration_since(entry.decayed_to).as_nanos() / every.as_nanos();
-            let periods = u32::try_from(periods).unwrap_or(u32::MAX);
-            entry.count = entry.count.saturating_sub(periods);
+        if let Some(every) = decay_every.map(micros).filter(|d| *d > 0) {
+            let periods = (now.0 - entry.decayed_to.0).max(0) / every;
+            entry.count = entry
+                .count
+                .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
             entry.decayed_to = if entry.count == 0 {
                 now
             } else {
-                entry.decayed_to + every * periods
+                Stamp(entry.decayed_to.0 + every * periods)
             };
         }
         entry.count = entry.count.saturating_add(1);
@@ -119,7 +165,7 @@ impl Limiter for MemoryLimiter {
         Failure { at: now, previous }
     }
 
-    fn forgive(&self, key: &str, failure: Failure) {
+    fn forgive_now(&self, key: &str, failure: Failure) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = failures.map.get_mut(key) else {
             return;
@@ -137,14 +183,6 @@ impl Limiter for MemoryLimiter {
             None => {}
         }
     }
-
-    fn reset(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .remove(key);
-    }
 }
 
 #[cfg(test)]
@@ -155,27 +193,27 @@ mod tests {
     fn buckets_hold_a_burst_then_refill() {
         let l = MemoryLimiter::default();
         for _ in 0..3 {
-            assert!(l.take("k", 1, 60, 3).is_ok());
+            assert!(l.take_now("k", 1, 60, 3).is_ok());
         }
-        let wait = l.take("k", 1, 60, 3).unwrap_err();
+        let wait = l.take_now("k", 1, 60, 3).unwrap_err();
         assert!(
             wait <= Duration::from_secs(1) && wait > Duration::ZERO,
             "{wait:?}"
         );
-        assert!(l.take("other", 1, 60, 3).is_ok(), "keys are separate");
+        assert!(l.take_now("other", 1, 60, 3).is_ok(), "keys are separate");
     }
 
     #[test]
     fn a_costly_take_needs_as_many_tokens_and_never_more_than_the_burst() {
         let l = MemoryLimiter::default();
-        assert!(l.take("k", 2, 60, 3).is_ok());
+        assert!(l.take_now("k", 2, 60, 3).is_ok());
         // One token left: a take of two waits for one more, a second at 60 a minute.
-        let wait = l.take("k", 2, 60, 3).unwrap_err();
+        let wait = l.take_now("k", 2, 60, 3).unwrap_err();
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
         // A cost above the burst is taken from a full bucket, and the rest is owed: the
         // next token comes only once the debt (7 tokens) is paid, seven seconds later.
-        assert!(l.take("big", 10, 60, 3).is_ok());
-        let wait = l.take("big", 1, 60, 3).unwrap_err();
+        assert!(l.take_now("big", 10, 60, 3).is_ok());
+        let wait = l.take_now("big", 1, 60, 3).unwrap_err();
         assert!(wait > Duration::from_millis(7900) && wait <= Duration::from_secs(8));
     }
 
@@ -184,10 +222,10 @@ mod tests {
         let l = MemoryLimiter::default();
         // Fast refill: every bucket is full again within a millisecond.
         for i in 0..PRUNE_FROM {
-            l.take(&format!("k{i}"), 1, 600_000, 1).unwrap();
+            l.take_now(&format!("k{i}"), 1, 600_000, 1).unwrap();
         }
         std::thread::sleep(Duration::from_millis(5));
-        l.take("one more", 1, 600_000, 1).unwrap();
+        l.take_now("one more", 1, 600_000, 1).unwrap();
         let size = l.buckets.lock().unwrap().map.len();
         assert!(size < 10, "idle buckets were dropped: {size} left");
     }
@@ -197,41 +235,47 @@ mod tests {
         let l = MemoryLimiter::default();
         let every = Some(Duration::from_secs(300));
         for _ in 0..3 {
-            l.fail("k", every);
+            l.fail_now("k", every);
         }
-        assert_eq!(l.failures("k").0, 3);
+        assert_eq!(l.failures_now("k").count, 3);
         let age = |l: &MemoryLimiter, key: &str, by: Duration| {
             let mut failures = l.failures.lock().unwrap();
             let f = failures.map.get_mut(key).unwrap();
-            f.last -= by;
-            f.decayed_to -= by;
+            f.last.0 -= micros(by);
+            f.decayed_to.0 -= micros(by);
         };
         // Ten minutes on, two of the three have faded.
         age(&l, "k", Duration::from_secs(600));
-        l.fail("k", every);
-        assert_eq!(l.failures("k").0, 2);
+        l.fail_now("k", every);
+        assert_eq!(l.failures_now("k").count, 2);
         // Failures every four minutes still decay: one period in every five minutes.
         for _ in 0..5 {
             age(&l, "k", Duration::from_secs(240));
-            l.fail("k", every);
+            l.fail_now("k", every);
         }
-        assert_eq!(l.failures("k").0, 2 + 5 - 4, "20 minutes: four periods");
+        assert_eq!(
+            l.failures_now("k").count,
+            2 + 5 - 4,
+            "20 minutes: four periods"
+        );
         // Without decay nothing fades; forgiving takes one back.
-        l.fail("pair", None);
+        l.fail_now("pair", None);
         age(&l, "pair", Duration::from_secs(600));
-        l.fail("pair", None);
-        assert_eq!(l.failures("pair").0, 2);
-        let (_, before) = l.failures("pair");
-        let taken_back = l.fail("pair", None);
-        l.forgive("pair", taken_back);
-        assert_eq!(l.failures("pair"), (2, before), "as if never counted");
+        l.fail_now("pair", None);
+        assert_eq!(l.failures_now("pair").count, 2);
+        let before = l.failures_now("pair").last;
+        let taken_back = l.fail_now("pair", None);
+        l.forgive_now("pair", taken_back);
+        assert_eq!(l.failures_now("pair").count, 2);
+        assert_eq!(l.failures_now("pair").last, before, "as if never counted");
         // A failure recorded after the one taken back keeps its time.
-        let taken_back = l.fail("pair", None);
+        let taken_back = l.fail_now("pair", None);
         std::thread::sleep(Duration::from_millis(2));
-        l.fail("pair", None);
-        let (_, latest) = l.failures("pair");
-        l.forgive("pair", taken_back);
-        assert_eq!(l.failures("pair"), (3, latest));
+        l.fail_now("pair", None);
+        let latest = l.failures_now("pair").last;
+        l.forgive_now("pair", taken_back);
+        assert_eq!(l.failures_now("pair").count, 3);
+        assert_eq!(l.failures_now("pair").last, latest);
         assert_ne!(latest, before);
     }
 }

@@ -15,21 +15,22 @@
 //!   that no one account can fill the disk however it spreads its writes over aliases,
 //!   batches and connections.
 //!
-//! The counts live behind [`Limiter`], kept in memory by [`MemoryLimiter`]; instances
-//! sharing a database can share a store by implementing it.
+//! The counts live behind [`Limiter`]: in the database when it is PostgreSQL
+//! ([`SharedLimiter`]), so that every instance on it counts together, and in memory
+//! ([`MemoryLimiter`]) on SQLite, where one process serves. A store that fails refuses
+//! the operation it was to count: it is never waved through.
 
-use std::{
-    net::IpAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 mod memory;
+mod shared;
 
 pub use memory::MemoryLimiter;
+pub use shared::SharedLimiter;
 
 use crate::{
     config::ThrottleConfig,
+    db::Db,
     error::{AppError, AppResult},
 };
 
@@ -45,25 +46,64 @@ const LOCK_AFTER: u32 = 100;
 const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
 /// The account's count of failures loses one this often.
 const LOCK_DECAY: Duration = Duration::from_secs(5 * 60);
+/// How long failure counts are kept after the last failure: longer than any wait they
+/// can cause.
+const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A moment on a store's clock, in microseconds: the database's for the shared store, so
+/// that instances' clocks do not matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(pub i64);
+
+/// `d` in whole microseconds, as stamps count.
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The failures recorded for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failures {
+    /// How many, as counted at the last one.
+    pub count: u32,
+    /// When the last one was.
+    pub last: Option<Stamp>,
+    /// Now, on the same clock.
+    pub now: Stamp,
+}
+
+impl Failures {
+    /// How long ago the last failure was.
+    fn since_last(&self) -> Option<Duration> {
+        self.last
+            .map(|last| Duration::from_micros(u64::try_from(self.now.0 - last.0).unwrap_or(0)))
+    }
+}
 
 /// Where attempts are counted.
+#[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     /// Takes `cost` tokens from the bucket `key` (refilled at `per_minute`, holding at
-    /// most `burst`); `Err` holds how long until they are available. A cost above the
-    /// burst is taken once the bucket is full, and leaves it owing the rest: what is taken
-    /// over time never exceeds the refill, however large each cost.
-    fn take(&self, key: &str, cost: u32, per_minute: u32, burst: u32) -> Result<(), Duration>;
-    /// The failures recorded for `key` as counted at the last one, and when that was.
-    fn failures(&self, key: &str) -> (u32, Option<Instant>);
+    /// most `burst`); `Ok(Err(wait))` holds how long until they are available. A cost
+    /// above the burst is taken once the bucket is full, and leaves it owing the rest:
+    /// what is taken over time never exceeds the refill, however large each cost.
+    async fn take(
+        &self,
+        key: &str,
+        cost: u32,
+        per_minute: u32,
+        burst: u32,
+    ) -> AppResult<Result<(), Duration>>;
+    /// The failures recorded for `key`.
+    async fn failures(&self, key: &str) -> AppResult<Failures>;
     /// Records a failure for `key`. With `decay_every`, the count first loses one for
     /// every whole such period it has held, however often failures come.
-    fn fail(&self, key: &str, decay_every: Option<Duration>) -> Failure;
+    async fn fail(&self, key: &str, decay_every: Option<Duration>) -> AppResult<Failure>;
     /// Takes back `failure` of `key`, one counted ahead for an attempt that did not fail
     /// after all. Unless a later one was recorded since, the time of the one before it
     /// becomes the last again, so that a taken-back failure restarts no wait.
-    fn forgive(&self, key: &str, failure: Failure);
+    async fn forgive(&self, key: &str, failure: Failure) -> AppResult<()>;
     /// Forgets the failures of `key`.
-    fn reset(&self, key: &str);
+    async fn reset(&self, key: &str) -> AppResult<()>;
 }
 
 /// The brute-force protection service.
@@ -83,46 +123,77 @@ fn limited(what: &str, wait: Duration) -> AppError {
     }
 }
 
+/// Times one of the store's operations for `/metrics`.
+async fn timed<T>(op: &'static str, work: impl Future<Output = AppResult<T>>) -> AppResult<T> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    ::metrics::histogram!("limiter_duration_seconds", "op" => op)
+        .record(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        ::metrics::counter!("limiter_errors_total", "op" => op).increment(1);
+        tracing::error!(op, error = %e, "the limiter's store failed; refusing");
+    }
+    result
+}
+
 impl Throttle {
     /// A throttle counting in memory.
     pub fn new(config: ThrottleConfig) -> Self {
-        Self {
-            limiter: Arc::new(MemoryLimiter::default()),
-            config,
+        Self::with(config, Arc::new(MemoryLimiter::default()))
+    }
+
+    /// A throttle counting in `limiter`.
+    pub fn with(config: ThrottleConfig, limiter: Arc<dyn Limiter>) -> Self {
+        Self { limiter, config }
+    }
+
+    /// A throttle for instances on `db`: shared through it when it is PostgreSQL, in
+    /// memory otherwise.
+    pub fn for_db(config: ThrottleConfig, db: &Db) -> Self {
+        match db {
+            Db::Postgres(_) => Self::with(config, Arc::new(SharedLimiter::new(db.clone()))),
+            Db::Sqlite(_) => Self::new(config),
         }
     }
 
     /// Spends one of the IP's credential operations, or refuses.
-    pub fn credential_attempt(&self, ip: Option<IpAddr>) -> AppResult<()> {
+    pub async fn credential_attempt(&self, ip: Option<IpAddr>) -> AppResult<()> {
         if !self.config.enabled {
             return Ok(());
         }
         let key = format!("ip:{}", address_key(ip));
-        self.limiter
-            .take(&key, 1, self.config.per_minute, self.config.burst)
-            .map_err(|wait| limited("attempts from this address", wait))
+        timed(
+            "take",
+            self.limiter
+                .take(&key, 1, self.config.per_minute, self.config.burst),
+        )
+        .await?
+        .map_err(|wait| limited("attempts from this address", wait))
     }
 
     /// Spends `cost` of the account's write budget, or refuses.
-    pub fn write(&self, user: uuid::Uuid, cost: u32) -> AppResult<()> {
+    pub async fn write(&self, user: uuid::Uuid, cost: u32) -> AppResult<()> {
         if !self.config.enabled {
             return Ok(());
         }
         let key = format!("write:{user}");
-        self.limiter
-            .take(
+        timed(
+            "take",
+            self.limiter.take(
                 &key,
                 cost,
                 self.config.writes_per_minute,
                 self.config.write_burst,
-            )
-            .map_err(|wait| limited("writes from this account", wait))
+            ),
+        )
+        .await?
+        .map_err(|wait| limited("writes from this account", wait))
     }
 
     /// Refuses a login to `account` from `ip` while this client must wait after its own
     /// failures to the account.
-    pub fn login_allowed(&self, account: &str, ip: Option<IpAddr>) -> AppResult<()> {
-        match self.backing_off(account, ip) {
+    pub async fn login_allowed(&self, account: &str, ip: Option<IpAddr>) -> AppResult<()> {
+        match self.backing_off(account, ip).await? {
             Some(left) => Err(limited("failed sign-ins", left)),
             None => Ok(()),
         }
@@ -130,27 +201,44 @@ impl Throttle {
 
     /// How long this client must still wait after its own failures to `account`, if it
     /// must.
-    pub fn backing_off(&self, account: &str, ip: Option<IpAddr>) -> Option<Duration> {
+    pub async fn backing_off(
+        &self,
+        account: &str,
+        ip: Option<IpAddr>,
+    ) -> AppResult<Option<Duration>> {
         if !self.config.enabled {
-            return None;
+            return Ok(None);
         }
-        let (n, last) = self.limiter.failures(&pair(account, ip));
-        let last = last.filter(|_| n >= BACKOFF_AFTER)?;
-        let doublings = (n - BACKOFF_AFTER).min(20);
+        let failures = timed("failures", self.limiter.failures(&pair(account, ip))).await?;
+        if failures.count < BACKOFF_AFTER {
+            return Ok(None);
+        }
+        let doublings = (failures.count - BACKOFF_AFTER).min(20);
         let wait = (BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX);
-        wait.checked_sub(last.elapsed()).filter(|d| !d.is_zero())
+        Ok(failures
+            .since_last()
+            .and_then(|since| wait.checked_sub(since))
+            .filter(|d| !d.is_zero()))
     }
 
     /// How long `account` stays paused after failures from anywhere, if it is. Whether
     /// the client may pass the pause anyway is for the caller to decide.
-    pub fn account_paused(&self, account: &str) -> Option<Duration> {
+    pub async fn account_paused(&self, account: &str) -> AppResult<Option<Duration>> {
         if !self.config.enabled {
-            return None;
+            return Ok(None);
         }
-        let (n, last) = self.limiter.failures(&account_failures(account));
-        last.filter(|_| n >= LOCK_AFTER)
-            .and_then(|last| LOCK_FOR.checked_sub(last.elapsed()))
-            .filter(|d| !d.is_zero())
+        let failures = timed(
+            "failures",
+            self.limiter.failures(&account_failures(account)),
+        )
+        .await?;
+        if failures.count < LOCK_AFTER {
+            return Ok(None);
+        }
+        Ok(failures
+            .since_last()
+            .and_then(|since| LOCK_FOR.checked_sub(since))
+            .filter(|d| !d.is_zero()))
     }
 
     /// The refusal of a login to a paused account, `left` before the pause ends.
@@ -162,15 +250,25 @@ impl Throttle {
     /// so that attempts sent at once all see each other's failures: the back-off and
     /// the pause hold however many arrive together. [`Throttle::login_outcome`] then
     /// settles it with what this returns.
-    pub fn login_attempt(&self, account: &str, ip: Option<IpAddr>) -> Counted {
+    pub async fn login_attempt(&self, account: &str, ip: Option<IpAddr>) -> AppResult<Counted> {
         if !self.config.enabled {
-            return Counted::default();
+            return Ok(Counted::default());
         }
-        Counted(Some((
-            self.limiter.fail(&pair(account, ip), None),
+        let by_pair = timed("fail", self.limiter.fail(&pair(account, ip), None)).await?;
+        let by_whole = timed(
+            "fail",
             self.limiter
                 .fail(&account_failures(account), Some(LOCK_DECAY)),
-        )))
+        )
+        .await;
+        match by_whole {
+            Ok(by_whole) => Ok(Counted(Some((by_pair, by_whole)))),
+            Err(e) => {
+                // Not counted after all: the attempt is refused.
+                let _ = self.limiter.forgive(&pair(account, ip), by_pair).await;
+                Err(e)
+            }
+        }
     }
 
     /// Settles a login attempt counted by [`Throttle::login_attempt`]: `Some(true)` for a
@@ -179,7 +277,10 @@ impl Throttle {
     /// guesses from elsewhere), `Some(false)` for refused credentials, which stay
     /// counted, and `None` for an attempt that could not be judged (a server error),
     /// which is taken back as if never made.
-    pub fn login_outcome(
+    ///
+    /// The attempt has been answered by then: should the store fail here, the counts
+    /// stay as they were (erring towards caution) and the error is logged.
+    pub async fn login_outcome(
         &self,
         account: &str,
         ip: Option<IpAddr>,
@@ -191,22 +292,27 @@ impl Throttle {
         };
         let pair = pair(account, ip);
         let whole = account_failures(account);
-        match succeeded {
-            Some(true) => {
-                self.limiter.reset(&pair);
-                // Taken back first, so that neither its own count nor its time decides
-                // whether the account is paused.
-                self.limiter.forgive(&whole, by_whole);
-                if self.account_paused(account).is_none() {
-                    self.limiter.reset(&whole);
+        let settled = async {
+            match succeeded {
+                Some(true) => {
+                    timed("reset", self.limiter.reset(&pair)).await?;
+                    // Taken back first, so that neither its own count nor its time
+                    // decides whether the account is paused.
+                    timed("forgive", self.limiter.forgive(&whole, by_whole)).await?;
+                    if self.account_paused(account).await?.is_none() {
+                        timed("reset", self.limiter.reset(&whole)).await?;
+                    }
+                }
+                Some(false) => {}
+                None => {
+                    timed("forgive", self.limiter.forgive(&pair, by_pair)).await?;
+                    timed("forgive", self.limiter.forgive(&whole, by_whole)).await?;
                 }
             }
-            Some(false) => {}
-            None => {
-                self.limiter.forgive(&pair, by_pair);
-                self.limiter.forgive(&whole, by_whole);
-            }
-        }
+            AppResult::Ok(())
+        };
+        // Errors were logged by `timed`.
+        let _ = settled.await;
     }
 }
 
@@ -214,9 +320,9 @@ impl Throttle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     /// When it was recorded.
-    at: Instant,
+    pub at: Stamp,
     /// When the one before it was, if any.
-    previous: Option<Instant>,
+    pub previous: Option<Stamp>,
 }
 
 /// What [`Throttle::login_attempt`] counted, to take back should the attempt not fail.
@@ -278,8 +384,8 @@ mod tests {
         assert_eq!(address_key(Some(mapped)), "10.0.0.5");
     }
 
-    #[test]
-    fn backoff_starts_after_five_failures_and_success_resets_it() {
+    #[tokio::test]
+    async fn backoff_starts_after_five_failures_and_success_resets_it() {
         let t = Throttle::new(crate::config::ThrottleConfig {
             enabled: true,
             per_minute: 30,
@@ -289,29 +395,33 @@ mod tests {
         });
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         for _ in 0..5 {
-            assert!(t.login_allowed("a@example.com", ip).is_ok());
-            let counted = t.login_attempt("a@example.com", ip);
-            t.login_outcome("a@example.com", ip, counted, Some(false));
+            assert!(t.login_allowed("a@example.com", ip).await.is_ok());
+            let counted = t.login_attempt("a@example.com", ip).await.unwrap();
+            t.login_outcome("a@example.com", ip, counted, Some(false))
+                .await;
         }
-        let err = t.login_allowed("a@example.com", ip).unwrap_err();
+        let err = t.login_allowed("a@example.com", ip).await.unwrap_err();
         assert!(
             matches!(err, AppError::RateLimited { retry_after: 1, .. }),
             "{err:?}"
         );
         assert!(
             t.login_allowed("a@example.com", Some(IpAddr::from([10, 0, 0, 2])))
+                .await
                 .is_ok()
         );
-        let counted = t.login_attempt("a@example.com", ip);
-        t.login_outcome("a@example.com", ip, counted, Some(true));
-        assert!(t.login_allowed("a@example.com", ip).is_ok());
+        let counted = t.login_attempt("a@example.com", ip).await.unwrap();
+        t.login_outcome("a@example.com", ip, counted, Some(true))
+            .await;
+        assert!(t.login_allowed("a@example.com", ip).await.is_ok());
         // An attempt that could not be judged is taken back.
         for _ in 0..4 {
-            let counted = t.login_attempt("a@example.com", ip);
-            t.login_outcome("a@example.com", ip, counted, Some(false));
+            let counted = t.login_attempt("a@example.com", ip).await.unwrap();
+            t.login_outcome("a@example.com", ip, counted, Some(false))
+                .await;
         }
-        let counted = t.login_attempt("a@example.com", ip);
-        t.login_outcome("a@example.com", ip, counted, None);
-        assert!(t.login_allowed("a@example.com", ip).is_ok());
+        let counted = t.login_attempt("a@example.com", ip).await.unwrap();
+        t.login_outcome("a@example.com", ip, counted, None).await;
+        assert!(t.login_allowed("a@example.com", ip).await.is_ok());
     }
 }

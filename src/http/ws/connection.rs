@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     auth::{Caller, ClientInfo},
-    events::Event,
+    events::{Event, Topic},
     http::sockets::{Full, Place},
 };
 
@@ -47,7 +47,8 @@ pub(super) async fn serve(
         active: Arc::default(),
     };
     let mut outgoing = Protocol::new(executor, input, protocol).on_connection_init(on_init);
-    let mut access = auth.events.subscribe();
+    // The user's access changes, once the connection is accepted and its user known.
+    let mut access = futures::stream::pending::<Event>().boxed();
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
@@ -67,6 +68,7 @@ pub(super) async fn serve(
                             std::mem::replace(&mut *init, Init::Serving)
                     {
                         place.sign_in(places);
+                        access = auth.events.subscribe(Topic::Access(user_id));
                         accepted = Some((caller, user_id));
                         just_accepted = true;
                         tracing::debug!(%user_id, "WebSocket connection accepted");
@@ -104,9 +106,7 @@ pub(super) async fn serve(
                 }
             }
             Some(event) = access.next() => {
-                if let (Some((caller, user_id)), Event::AccessChanged { user_id: changed }) =
-                    (&accepted, &event)
-                    && changed == user_id
+                if let (Some((caller, _)), Event::AccessChanged { .. }) = (&accepted, &event)
                     && !still_valid(&auth, caller).await
                 {
                     break Some(ended());

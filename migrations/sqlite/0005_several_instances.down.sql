@@ -1,0 +1,2 @@
+DROP INDEX posts_published_at;
+ALTER TABLE posts DROP COLUMN published_at;
