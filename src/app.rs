@@ -84,6 +84,8 @@ pub struct App {
 impl App {
     /// Connects to the database, applies migrations and loads the signing key.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        // First, so that what start-up records is kept.
+        let metrics = crate::telemetry::metrics();
         let db = Db::connect(&config.database_url, config.pool_size).await?;
         db.migrate()
             .await
@@ -150,7 +152,7 @@ impl App {
                 previous: config.auth.jwt_previous_secret.as_ref().map(Secret::key_id),
             },
             config: Arc::new(config.clone()),
-            metrics: crate::telemetry::metrics(),
+            metrics,
             db,
             auth,
         })

@@ -18,8 +18,9 @@ CREATE TABLE throttle_failures (
     last_us BIGINT NOT NULL,
     -- When the failure before the last one was, to restore it should the last be taken back.
     previous_us BIGINT,
-    -- Where decay has been counted up to.
-    decayed_to_us BIGINT NOT NULL
+    -- Where decay has been counted up to, and its period (0: the count never decays).
+    decayed_to_us BIGINT NOT NULL,
+    decay_us BIGINT NOT NULL
 );
 
 CREATE INDEX throttle_buckets_tat ON throttle_buckets (tat_us);

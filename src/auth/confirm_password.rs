@@ -74,9 +74,8 @@ impl Auth {
         client: &ClientInfo,
     ) -> AppResult<()> {
         let account = validate::email_key(&who.user.email);
-        let waived = self.password_attempt_allowed(&account, client).await?;
         // Counted at once, so that checks sent together all see each other.
-        let counted = self.throttle.login_attempt(&account, client.ip).await?;
+        let (counted, waived) = self.password_attempt(&account, client).await?;
         let session = who.session_id();
         if let Some(id) = session {
             let mut conn = self.db.acquire().await?;

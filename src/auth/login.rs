@@ -23,11 +23,10 @@ impl Auth {
         client: &ClientInfo,
     ) -> AppResult<Authenticated> {
         let email_key = validate::email_key(email);
-        let waived = self.password_attempt_allowed(&email_key, client).await?;
         // Counted as failed before the check, so that attempts sent together see each
         // other; a success resets the counts, and an error of the server's own (an
         // overloaded database, say) is taken back.
-        let counted = self.throttle.login_attempt(&email_key, client.ip).await?;
+        let (counted, waived) = self.password_attempt(&email_key, client).await?;
         let outcome = self.check_credentials(&email_key, password, client).await;
         let settle = async |judged| {
             self.throttle

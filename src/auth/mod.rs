@@ -128,48 +128,58 @@ impl Auth {
         self.events.publish(Event::AccessChanged { user_id });
     }
 
-    /// Refuses a password attempt on `account` (an [`validate::email_key`]) from `client`
-    /// while it must wait: after its own failures to the account, or while the account is
-    /// paused after failures from anywhere, unless the account signed in from the
-    /// client's network in the last 30 days (and since it last changed). An attacker
-    /// cannot lock the owner out of the places they sign in from.
+    /// Counts a password attempt on `account` (an [`validate::email_key`]) from `client`
+    /// as failed before the password is checked, so that attempts sent together all see
+    /// each other, and refuses it (taking it back) while it must wait: after its own
+    /// failures to the account, or while the account is paused after failures from
+    /// anywhere, unless the account signed in from the client's network in the last 30
+    /// days (and since it last changed). An attacker cannot lock the owner out of the
+    /// places they sign in from.
     ///
-    /// Returns how long the pause that was waived for such a client still lasts, if it
-    /// was: should its password be wrong, it gets the pause's refusal rather than the
-    /// usual answer. While the account is paused, every refusal is the pause's, so that
-    /// neither the answer nor its wording tells whether the account exists or was used
-    /// from there. (Its timing does: a known client's password is checked.)
-    async fn password_attempt_allowed(
+    /// Returns what was counted, to settle with [`throttle::Throttle::login_outcome`], and
+    /// how long the pause that was waived for such a client still lasts, if it was:
+    /// should its password be wrong, it gets the pause's refusal rather than the usual
+    /// answer. While the account is paused, every refusal is the pause's, so that neither
+    /// the answer nor its wording tells whether the account exists or was used from
+    /// there. (Its timing does: a known client's password is checked.)
+    async fn password_attempt(
         &self,
         account: &str,
         client: &ClientInfo,
-    ) -> AppResult<Option<std::time::Duration>> {
-        let Some(left) = self.throttle.account_paused(account).await? else {
-            self.throttle.login_allowed(account, client.ip).await?;
-            return Ok(None);
-        };
-        let known = match client.ip {
-            None => false,
-            Some(ip) => {
-                let mut conn = self.db.acquire().await?;
-                let network = throttle::address_key(Some(ip));
-                let since = db::now() - KNOWN_NETWORK_FOR;
-                sessions::signed_in_from(&mut conn, account, &network, since).await?
+    ) -> AppResult<(throttle::Counted, Option<std::time::Duration>)> {
+        let attempt = self.throttle.login_attempt(account, client.ip).await?;
+        let refusal = match (attempt.paused, attempt.backing_off) {
+            (None, None) => return Ok((attempt.counted, None)),
+            (None, Some(wait)) => self.throttle.backing_off_refusal(wait),
+            (Some(left), backing_off) => {
+                let known = match client.ip {
+                    None => Ok(false),
+                    Some(ip) => self.signed_in_from(account, ip).await,
+                };
+                match known {
+                    Ok(true) if backing_off.is_none() => {
+                        tracing::info!(
+                            "account paused after failed sign-ins; passed from a known network"
+                        );
+                        return Ok((attempt.counted, Some(left)));
+                    }
+                    Ok(_) => self.throttle.paused_refusal(left),
+                    Err(e) => e,
+                }
             }
         };
-        // Checked after the query, the client's own wait included, so that attempts
-        // sent at once from a known network do not all pass while it runs.
-        if !known
-            || self
-                .throttle
-                .backing_off(account, client.ip)
-                .await?
-                .is_some()
-        {
-            return Err(self.throttle.paused_refusal(left));
-        }
-        tracing::info!("account paused after failed sign-ins; passed from a known network");
-        Ok(Some(left))
+        self.throttle
+            .login_outcome(account, client.ip, attempt.counted, None)
+            .await;
+        Err(refusal)
+    }
+
+    /// Whether `account` signed in from `ip`'s network in the last 30 days.
+    async fn signed_in_from(&self, account: &str, ip: std::net::IpAddr) -> AppResult<bool> {
+        let mut conn = self.db.acquire().await?;
+        let network = throttle::address_key(Some(ip));
+        let since = db::now() - KNOWN_NETWORK_FOR;
+        Ok(sessions::signed_in_from(&mut conn, account, &network, since).await?)
     }
 
     /// Starts a session for `user` inside `tx` and issues its first tokens.

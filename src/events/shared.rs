@@ -14,8 +14,11 @@
 //!   posts published since the last notice heard (each delivered once: ids already
 //!   delivered are remembered), the current vote count of every post followed here, and a
 //!   recheck of every connection's credentials.
-//! - sqlx's own silent reconnect (`try_recv` returning `Ok(None)`) is not relied upon: the
-//!   listener is rebuilt here, so that the catch-up always follows a `LISTEN` in place.
+//! - sqlx's own reconnection is turned off: it happens inside `try_recv`, and a call
+//!   cancelled while it waits for the database (the heartbeat's turn in `select!`) leaves
+//!   the next call to reconnect without a word, so that nothing would catch up. (A
+//!   PostgreSQL restart showed it.) The listener is rebuilt here instead, and the
+//!   catch-up always follows a `LISTEN` in place.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -190,6 +193,11 @@ async fn connect(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> 
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_lazy_with(options.clone());
         let mut listener = PgListener::connect_with(&pool).await?;
+        // Reconnecting inside `try_recv` would hide a loss from this module whenever the
+        // call is cancelled (by the heartbeat's turn in `select!`) between noticing the
+        // loss and reporting it: the next call would reconnect silently, and no catch-up
+        // would follow. Without it, the loss is reported as soon as it is noticed.
+        listener.eager_reconnect(false);
         listener.listen(CHANNEL).await?;
         Ok(listener)
     };

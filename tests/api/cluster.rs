@@ -10,7 +10,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{AUTH_FIELDS, Gql, PASSWORD, Process, Remote, TestDb, quire_env},
+    helpers::{AUTH_FIELDS, Gql, PASSWORD, Process, Remote, TestDb, fresh_like, quire_env},
     subscriptions::{POST_CREATED, POST_VOTED, Ws, unvote, vote},
 };
 
@@ -39,6 +39,8 @@ on_postgres!(
     events_survive_the_listener_being_cut_off,
     an_instance_with_another_key_refuses_to_start,
     keys_change_without_signing_anyone_out,
+    a_listener_that_hears_nothing_is_reported_at_start,
+    the_limiter_keeps_no_row_that_no_longer_counts,
 );
 
 /// Three instances of quire on one database.
@@ -477,4 +479,68 @@ async fn keys_change_without_signing_anyone_out(db: TestDb) {
     // Every session from before still works: nobody was signed out.
     a.me(&before.access).await.ok();
     b.me(&signed_by_new.access).await.ok();
+}
+
+async fn a_listener_that_hears_nothing_is_reported_at_start(db: TestDb) {
+    // Its own database: the test notification comes back, and nothing is said.
+    let fine = db.serve_process_logged(&[]).await;
+    let logs = fine.logs().join("\n");
+    assert!(!logs.contains("did not reach the event listener"), "{logs}");
+    // The listener on another database, as behind a pooler that breaks LISTEN: the
+    // notification sent through DATABASE_URL never reaches it, and the log says what to do.
+    let elsewhere = fresh_like(&db).await;
+    let deaf = db
+        .serve_process_logged(&[("QUIRE_LISTENER_DATABASE_URL", &elsewhere.url)])
+        .await;
+    let logs = deaf.logs().join("\n");
+    elsewhere.remove().await;
+    assert!(logs.contains("did not reach the event listener"), "{logs}");
+    assert!(logs.contains("QUIRE_LISTENER_DATABASE_URL"), "{logs}");
+    // A listener's URL is for PostgreSQL alone.
+    let stderr = refused_start(
+        &db,
+        &[("QUIRE_LISTENER_DATABASE_URL", "sqlite://elsewhere.db")],
+    )
+    .await;
+    assert!(stderr.contains("QUIRE_LISTENER_DATABASE_URL"), "{stderr}");
+    assert!(stderr.contains("postgres://"), "{stderr}");
+}
+
+async fn the_limiter_keeps_no_row_that_no_longer_counts(db: TestDb) {
+    // A budget refilled in a tenth of a millisecond: full again almost at once.
+    let app = db
+        .spawn_with(|s| {
+            s.serving.throttle.enabled = true;
+            s.serving.throttle.per_minute = 600_000;
+            s.serving.throttle.burst = 1;
+            s.serving.server.trusted_proxies =
+                quire::config::parse::addresses("127.0.0.1").unwrap();
+        })
+        .await;
+    // Twenty addresses fail to sign in once each: a bucket per address, a failure count
+    // per address and account, and one for the account.
+    for i in 0..20 {
+        let res = login_from(&app, &format!("198.51.100.{i}"), "x@example.com", "wrong").await;
+        assert_eq!(res.code(), "UNAUTHENTICATED", "{}", res.body);
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let rows = async |conn: &mut sqlx::PgConnection, table: &str| -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows(&mut conn, "throttle_buckets").await, 20);
+    assert_eq!(rows(&mut conn, "throttle_failures").await, 21);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Full buckets go; failures of the last day stay.
+    let day = 24 * 3600 * 1_000_000;
+    quire::db::throttle::prune(&mut conn, day).await.unwrap();
+    assert_eq!(rows(&mut conn, "throttle_buckets").await, 0);
+    assert_eq!(rows(&mut conn, "throttle_failures").await, 21);
+    // Failures older than the horizon go too.
+    quire::db::throttle::prune(&mut conn, 1).await.unwrap();
+    assert_eq!(rows(&mut conn, "throttle_failures").await, 0);
 }

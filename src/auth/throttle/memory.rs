@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{FORGET_FAILURES_AFTER, Failure, Failures, Limiter, Stamp, micros};
+use super::{FORGET_FAILURES_AFTER, Failure, Limiter, Stamp, micros};
 use crate::error::AppResult;
 /// Maps are pruned when they grow past this many entries (and then past twice their size
 /// after the last pruning), so that pruning costs little per insertion.
@@ -74,25 +74,21 @@ impl Limiter for MemoryLimiter {
         Ok(self.take_now(key, cost, per_minute, burst))
     }
 
-    async fn failures(&self, key: &str) -> AppResult<Failures> {
-        Ok(self.failures_now(key))
+    async fn fail(&self, keys: &[(&str, Option<Duration>)]) -> AppResult<Vec<Failure>> {
+        Ok(keys
+            .iter()
+            .map(|(key, decay)| self.fail_now(key, *decay))
+            .collect())
     }
 
-    async fn fail(&self, key: &str, decay_every: Option<Duration>) -> AppResult<Failure> {
-        Ok(self.fail_now(key, decay_every))
-    }
-
-    async fn forgive(&self, key: &str, failure: Failure) -> AppResult<()> {
-        self.forgive_now(key, failure);
-        Ok(())
-    }
-
-    async fn reset(&self, key: &str) -> AppResult<()> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .remove(key);
+    async fn settle(&self, forgive: &[(&str, Failure)], reset: &[&str]) -> AppResult<()> {
+        for (key, failure) in forgive {
+            self.forgive_now(key, *failure);
+        }
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for key in reset {
+            failures.map.remove(*key);
+        }
         Ok(())
     }
 }
@@ -125,17 +121,14 @@ impl MemoryLimiter {
         taken
     }
 
-    fn failures_now(&self, key: &str) -> Failures {
+    /// The count of `key` and when its last failure was.
+    #[cfg(test)]
+    fn failures_now(&self, key: &str) -> (u32, Option<Stamp>) {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, last) = failures
+        failures
             .map
             .get(key)
-            .map_or((0, None), |f| (f.count, Some(f.last)));
-        Failures {
-            count,
-            last,
-            now: now(),
-        }
+            .map_or((0, None), |f| (f.count, Some(f.last)))
     }
 
     fn fail_now(&self, key: &str, decay_every: Option<Duration>) -> Failure {
@@ -162,7 +155,11 @@ impl MemoryLimiter {
         }
         entry.count = entry.count.saturating_add(1);
         entry.last = now;
-        Failure { at: now, previous }
+        Failure {
+            at: now,
+            previous,
+            count: entry.count,
+        }
     }
 
     fn forgive_now(&self, key: &str, failure: Failure) {
@@ -237,7 +234,7 @@ mod tests {
         for _ in 0..3 {
             l.fail_now("k", every);
         }
-        assert_eq!(l.failures_now("k").count, 3);
+        assert_eq!(l.failures_now("k").0, 3);
         let age = |l: &MemoryLimiter, key: &str, by: Duration| {
             let mut failures = l.failures.lock().unwrap();
             let f = failures.map.get_mut(key).unwrap();
@@ -247,35 +244,31 @@ mod tests {
         // Ten minutes on, two of the three have faded.
         age(&l, "k", Duration::from_secs(600));
         l.fail_now("k", every);
-        assert_eq!(l.failures_now("k").count, 2);
+        assert_eq!(l.failures_now("k").0, 2);
         // Failures every four minutes still decay: one period in every five minutes.
         for _ in 0..5 {
             age(&l, "k", Duration::from_secs(240));
             l.fail_now("k", every);
         }
-        assert_eq!(
-            l.failures_now("k").count,
-            2 + 5 - 4,
-            "20 minutes: four periods"
-        );
+        assert_eq!(l.failures_now("k").0, 2 + 5 - 4, "20 minutes: four periods");
         // Without decay nothing fades; forgiving takes one back.
         l.fail_now("pair", None);
         age(&l, "pair", Duration::from_secs(600));
         l.fail_now("pair", None);
-        assert_eq!(l.failures_now("pair").count, 2);
-        let before = l.failures_now("pair").last;
+        assert_eq!(l.failures_now("pair").0, 2);
+        let before = l.failures_now("pair").1;
         let taken_back = l.fail_now("pair", None);
         l.forgive_now("pair", taken_back);
-        assert_eq!(l.failures_now("pair").count, 2);
-        assert_eq!(l.failures_now("pair").last, before, "as if never counted");
+        assert_eq!(l.failures_now("pair").0, 2);
+        assert_eq!(l.failures_now("pair").1, before, "as if never counted");
         // A failure recorded after the one taken back keeps its time.
         let taken_back = l.fail_now("pair", None);
         std::thread::sleep(Duration::from_millis(2));
         l.fail_now("pair", None);
-        let latest = l.failures_now("pair").last;
+        let latest = l.failures_now("pair").1;
         l.forgive_now("pair", taken_back);
-        assert_eq!(l.failures_now("pair").count, 3);
-        assert_eq!(l.failures_now("pair").last, latest);
+        assert_eq!(l.failures_now("pair").0, 3);
+        assert_eq!(l.failures_now("pair").1, latest);
         assert_ne!(latest, before);
     }
 }

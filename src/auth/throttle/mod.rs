@@ -60,26 +60,9 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The failures recorded for a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Failures {
-    /// How many, as counted at the last one.
-    pub count: u32,
-    /// When the last one was.
-    pub last: Option<Stamp>,
-    /// Now, on the same clock.
-    pub now: Stamp,
-}
-
-impl Failures {
-    /// How long ago the last failure was.
-    fn since_last(&self) -> Option<Duration> {
-        self.last
-            .map(|last| Duration::from_micros(u64::try_from(self.now.0 - last.0).unwrap_or(0)))
-    }
-}
-
-/// Where attempts are counted.
+/// Where attempts are counted. Each method is one step of the store (one statement for
+/// the shared one), whatever the number of keys, so that a sign-in costs three: its
+/// credential budget, its failure counted ahead, and the settling of that failure.
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     /// Takes `cost` tokens from the bucket `key` (refilled at `per_minute`, holding at
@@ -93,17 +76,16 @@ pub trait Limiter: Send + Sync {
         per_minute: u32,
         burst: u32,
     ) -> AppResult<Result<(), Duration>>;
-    /// The failures recorded for `key`.
-    async fn failures(&self, key: &str) -> AppResult<Failures>;
-    /// Records a failure for `key`. With `decay_every`, the count first loses one for
-    /// every whole such period it has held, however often failures come.
-    async fn fail(&self, key: &str, decay_every: Option<Duration>) -> AppResult<Failure>;
-    /// Takes back `failure` of `key`, one counted ahead for an attempt that did not fail
-    /// after all. Unless a later one was recorded since, the time of the one before it
-    /// becomes the last again, so that a taken-back failure restarts no wait.
-    async fn forgive(&self, key: &str, failure: Failure) -> AppResult<()>;
-    /// Forgets the failures of `key`.
-    async fn reset(&self, key: &str) -> AppResult<()>;
+    /// Records a failure for each of `keys`, all at the same moment. With a decay period,
+    /// a key's count first loses one for every whole such period it has held, however
+    /// often failures come. Returns the failures recorded, in the order of `keys`, which
+    /// must be distinct.
+    async fn fail(&self, keys: &[(&str, Option<Duration>)]) -> AppResult<Vec<Failure>>;
+    /// Takes back each failure of `forgive`, counted ahead for an attempt that did not
+    /// fail after all (unless a later one was recorded since, the time of the one before
+    /// it becomes the last again, so that it restarts no wait), and forgets every failure
+    /// of the keys in `reset`. No key may be in both.
+    async fn settle(&self, forgive: &[(&str, Failure)], reset: &[&str]) -> AppResult<()>;
 }
 
 /// The brute-force protection service.
@@ -151,7 +133,7 @@ impl Throttle {
     /// memory otherwise.
     pub fn for_db(config: ThrottleConfig, db: &Db) -> Self {
         match db {
-            Db::Postgres(_) => Self::with(config, Arc::new(SharedLimiter::new(db.clone()))),
+            Db::Postgres(pool) => Self::with(config, Arc::new(SharedLimiter::new(pool))),
             Db::Sqlite(_) => Self::new(config),
         }
     }
@@ -190,55 +172,41 @@ impl Throttle {
         .map_err(|wait| limited("writes from this account", wait))
     }
 
-    /// Refuses a login to `account` from `ip` while this client must wait after its own
-    /// failures to the account.
-    pub async fn login_allowed(&self, account: &str, ip: Option<IpAddr>) -> AppResult<()> {
-        match self.backing_off(account, ip).await? {
-            Some(left) => Err(limited("failed sign-ins", left)),
-            None => Ok(()),
-        }
-    }
-
-    /// How long this client must still wait after its own failures to `account`, if it
-    /// must.
-    pub async fn backing_off(
-        &self,
-        account: &str,
-        ip: Option<IpAddr>,
-    ) -> AppResult<Option<Duration>> {
+    /// Counts a login to `account` from `ip` as failed before its password is checked,
+    /// so that attempts sent at once all see each other's failures: the back-off and the
+    /// pause hold however many arrive together. [`Throttle::login_outcome`] then settles
+    /// it with the [`Attempt`]'s `counted`.
+    ///
+    /// The attempt also tells, from the counts before it, whether this client must still
+    /// wait after its own failures to the account, and whether the account is paused
+    /// after failures from anywhere. Whoever refuses it then takes it back with
+    /// [`Throttle::login_outcome`] and `None`.
+    pub async fn login_attempt(&self, account: &str, ip: Option<IpAddr>) -> AppResult<Attempt> {
         if !self.config.enabled {
-            return Ok(None);
+            return Ok(Attempt::default());
         }
-        let failures = timed("failures", self.limiter.failures(&pair(account, ip))).await?;
-        if failures.count < BACKOFF_AFTER {
-            return Ok(None);
-        }
-        let doublings = (failures.count - BACKOFF_AFTER).min(20);
-        let wait = (BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX);
-        Ok(failures
-            .since_last()
-            .and_then(|since| wait.checked_sub(since))
-            .filter(|d| !d.is_zero()))
-    }
-
-    /// How long `account` stays paused after failures from anywhere, if it is. Whether
-    /// the client may pass the pause anyway is for the caller to decide.
-    pub async fn account_paused(&self, account: &str) -> AppResult<Option<Duration>> {
-        if !self.config.enabled {
-            return Ok(None);
-        }
-        let failures = timed(
-            "failures",
-            self.limiter.failures(&account_failures(account)),
+        let (pair, whole) = (pair(account, ip), account_failures(account));
+        let counted = timed(
+            "fail",
+            self.limiter
+                .fail(&[(&pair, None), (&whole, Some(LOCK_DECAY))]),
         )
         .await?;
-        if failures.count < LOCK_AFTER {
-            return Ok(None);
-        }
-        Ok(failures
-            .since_last()
-            .and_then(|since| LOCK_FOR.checked_sub(since))
-            .filter(|d| !d.is_zero()))
+        let [by_pair, by_whole] = counted[..] else {
+            return Err(AppError::internal(
+                "the limiter's store answered for other keys".to_owned(),
+            ));
+        };
+        Ok(Attempt {
+            counted: Counted(Some((by_pair, by_whole))),
+            backing_off: by_pair.backing_off(),
+            paused: by_whole.paused(),
+        })
+    }
+
+    /// The refusal of a login while the client must wait after its own failures.
+    pub fn backing_off_refusal(&self, left: Duration) -> AppError {
+        limited("failed sign-ins", left)
     }
 
     /// The refusal of a login to a paused account, `left` before the pause ends.
@@ -246,37 +214,13 @@ impl Throttle {
         limited("failed sign-ins to this account", left)
     }
 
-    /// Counts a login to `account` from `ip` as failed before its password is checked,
-    /// so that attempts sent at once all see each other's failures: the back-off and
-    /// the pause hold however many arrive together. [`Throttle::login_outcome`] then
-    /// settles it with what this returns.
-    pub async fn login_attempt(&self, account: &str, ip: Option<IpAddr>) -> AppResult<Counted> {
-        if !self.config.enabled {
-            return Ok(Counted::default());
-        }
-        let by_pair = timed("fail", self.limiter.fail(&pair(account, ip), None)).await?;
-        let by_whole = timed(
-            "fail",
-            self.limiter
-                .fail(&account_failures(account), Some(LOCK_DECAY)),
-        )
-        .await;
-        match by_whole {
-            Ok(by_whole) => Ok(Counted(Some((by_pair, by_whole)))),
-            Err(e) => {
-                // Not counted after all: the attempt is refused.
-                let _ = self.limiter.forgive(&pair(account, ip), by_pair).await;
-                Err(e)
-            }
-        }
-    }
-
     /// Settles a login attempt counted by [`Throttle::login_attempt`]: `Some(true)` for a
-    /// success, which forgets the client's failures (and the account's, unless it is
+    /// success, which forgets the client's failures (and the account's, unless it was
     /// paused: a success let through a pause from a known network says nothing of the
     /// guesses from elsewhere), `Some(false)` for refused credentials, which stay
-    /// counted, and `None` for an attempt that could not be judged (a server error),
-    /// which is taken back as if never made.
+    /// counted, and `None` for an attempt that could not be judged (a server error, or
+    /// one refused before its password was checked), which is taken back as if never
+    /// made.
     ///
     /// The attempt has been answered by then: should the store fail here, the counts
     /// stay as they were (erring towards caution) and the error is logged.
@@ -290,44 +234,70 @@ impl Throttle {
         let Counted(Some((by_pair, by_whole))) = counted else {
             return;
         };
-        let pair = pair(account, ip);
-        let whole = account_failures(account);
-        let settled = async {
-            match succeeded {
-                Some(true) => {
-                    timed("reset", self.limiter.reset(&pair)).await?;
-                    // Taken back first, so that neither its own count nor its time
-                    // decides whether the account is paused.
-                    timed("forgive", self.limiter.forgive(&whole, by_whole)).await?;
-                    if self.account_paused(account).await?.is_none() {
-                        timed("reset", self.limiter.reset(&whole)).await?;
-                    }
-                }
-                Some(false) => {}
-                None => {
-                    timed("forgive", self.limiter.forgive(&pair, by_pair)).await?;
-                    timed("forgive", self.limiter.forgive(&whole, by_whole)).await?;
-                }
-            }
-            AppResult::Ok(())
+        let (pair, whole) = (pair(account, ip), account_failures(account));
+        let (forgive, reset): (&[(&str, Failure)], &[&str]) = match succeeded {
+            // Whether the account was paused is judged without this attempt's own
+            // failure, which was never one.
+            Some(true) if by_whole.paused().is_none() => (&[], &[&pair, &whole]),
+            Some(true) => (&[(&whole, by_whole)], &[&pair]),
+            Some(false) => return,
+            None => (&[(&pair, by_pair), (&whole, by_whole)], &[]),
         };
         // Errors were logged by `timed`.
-        let _ = settled.await;
+        let _ = timed("settle", self.limiter.settle(forgive, reset)).await;
     }
 }
 
-/// A failure recorded by [`Limiter::fail`], to take back with [`Limiter::forgive`].
+/// A failure recorded by [`Limiter::fail`], to take back with [`Limiter::settle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     /// When it was recorded.
     pub at: Stamp,
     /// When the one before it was, if any.
     pub previous: Option<Stamp>,
+    /// The key's count with it, after decay.
+    pub count: u32,
+}
+
+impl Failure {
+    /// The key's count before this failure, and how long before it the last one was.
+    fn before(&self) -> Option<(u32, Duration)> {
+        let previous = self.previous?;
+        let since = u64::try_from(self.at.0 - previous.0).unwrap_or(0);
+        Some((self.count.saturating_sub(1), Duration::from_micros(since)))
+    }
+
+    /// Of a client's failures to an account: how long it had still to wait when this
+    /// one came, after the ones before it.
+    fn backing_off(&self) -> Option<Duration> {
+        let (n, since) = self.before().filter(|(n, _)| *n >= BACKOFF_AFTER)?;
+        let doublings = (n - BACKOFF_AFTER).min(20);
+        let wait = (BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX);
+        wait.checked_sub(since).filter(|d| !d.is_zero())
+    }
+
+    /// Of an account's failures from anywhere: how long it was still paused when this
+    /// one came, after the ones before it.
+    fn paused(&self) -> Option<Duration> {
+        let (_, since) = self.before().filter(|(n, _)| *n >= LOCK_AFTER)?;
+        LOCK_FOR.checked_sub(since).filter(|d| !d.is_zero())
+    }
 }
 
 /// What [`Throttle::login_attempt`] counted, to take back should the attempt not fail.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counted(Option<(Failure, Failure)>);
+
+/// A login attempt, counted as failed until settled.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attempt {
+    /// What was counted.
+    pub counted: Counted,
+    /// How long the client must still wait after its own failures to the account.
+    pub backing_off: Option<Duration>,
+    /// How long the account stays paused after failures from anywhere.
+    pub paused: Option<Duration>,
+}
 
 fn account_failures(account: &str) -> String {
     format!("account:{}", account_key(account))
@@ -393,35 +363,44 @@ mod tests {
             writes_per_minute: 60,
             write_burst: 30,
         });
-        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        let (ip, elsewhere) = (
+            Some(IpAddr::from([10, 0, 0, 1])),
+            Some(IpAddr::from([10, 0, 0, 2])),
+        );
+        let account = "a@example.com";
         for _ in 0..5 {
-            assert!(t.login_allowed("a@example.com", ip).await.is_ok());
-            let counted = t.login_attempt("a@example.com", ip).await.unwrap();
-            t.login_outcome("a@example.com", ip, counted, Some(false))
+            let attempt = t.login_attempt(account, ip).await.unwrap();
+            assert_eq!(attempt.backing_off, None);
+            t.login_outcome(account, ip, attempt.counted, Some(false))
                 .await;
         }
-        let err = t.login_allowed("a@example.com", ip).await.unwrap_err();
-        assert!(
-            matches!(err, AppError::RateLimited { retry_after: 1, .. }),
-            "{err:?}"
-        );
-        assert!(
-            t.login_allowed("a@example.com", Some(IpAddr::from([10, 0, 0, 2])))
-                .await
-                .is_ok()
-        );
-        let counted = t.login_attempt("a@example.com", ip).await.unwrap();
-        t.login_outcome("a@example.com", ip, counted, Some(true))
+        // The sixth must wait a second; refused, it is taken back.
+        let attempt = t.login_attempt(account, ip).await.unwrap();
+        let wait = attempt.backing_off.expect("a wait");
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        t.login_outcome(account, ip, attempt.counted, None).await;
+        // Another address is not held back.
+        let other = t.login_attempt(account, elsewhere).await.unwrap();
+        assert_eq!(other.backing_off, None);
+        t.login_outcome(account, elsewhere, other.counted, None)
             .await;
-        assert!(t.login_allowed("a@example.com", ip).await.is_ok());
-        // An attempt that could not be judged is taken back.
+        // A success forgets the failures.
+        let attempt = t.login_attempt(account, ip).await.unwrap();
+        t.login_outcome(account, ip, attempt.counted, Some(true))
+            .await;
+        let attempt = t.login_attempt(account, ip).await.unwrap();
+        assert_eq!(attempt.backing_off, None);
+        t.login_outcome(account, ip, attempt.counted, None).await;
+        // An attempt that could not be judged is taken back: four failures and one taken
+        // back leave the next attempt free.
         for _ in 0..4 {
-            let counted = t.login_attempt("a@example.com", ip).await.unwrap();
-            t.login_outcome("a@example.com", ip, counted, Some(false))
+            let attempt = t.login_attempt(account, ip).await.unwrap();
+            t.login_outcome(account, ip, attempt.counted, Some(false))
                 .await;
         }
-        let counted = t.login_attempt("a@example.com", ip).await.unwrap();
-        t.login_outcome("a@example.com", ip, counted, None).await;
-        assert!(t.login_allowed("a@example.com", ip).await.is_ok());
+        let attempt = t.login_attempt(account, ip).await.unwrap();
+        t.login_outcome(account, ip, attempt.counted, None).await;
+        let attempt = t.login_attempt(account, ip).await.unwrap();
+        assert_eq!(attempt.backing_off, None);
     }
 }

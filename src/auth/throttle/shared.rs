@@ -1,20 +1,22 @@
 //! [`SharedLimiter`]: the counts in PostgreSQL, shared by every instance on the database.
 //!
-//! Each operation is one statement on the request's connection (see [`crate::db::throttle`]
-//! for the SQL and why it is exact under concurrency). Rows that no longer matter are
-//! deleted at most once a minute per instance, on a task of its own.
+//! Each operation is one statement (see [`crate::db::throttle`] for the SQL and why it is
+//! exact under concurrency). Rows that no longer matter are deleted at most once a
+//! minute per instance, on a task of its own.
 
 use std::{
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use super::{FORGET_FAILURES_AFTER, Failure, Failures, Limiter, Stamp, micros};
+use sqlx::{PgConnection, PgPool};
+
+use super::{FORGET_FAILURES_AFTER, Failure, Limiter, Stamp, micros};
 use crate::{
-    db::{self, ConnRef, Db, throttle},
+    db::throttle,
     error::{AppError, AppResult},
 };
 
@@ -23,34 +25,30 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Counts kept in PostgreSQL.
 pub struct SharedLimiter {
-    db: Db,
+    pool: PgPool,
     /// When this instance last pruned.
     pruned_at: Mutex<Instant>,
-    pruning: std::sync::Arc<AtomicBool>,
+    pruning: Arc<AtomicBool>,
 }
 
 impl SharedLimiter {
-    /// A limiter keeping its counts in `db`, which must be PostgreSQL.
-    pub fn new(db: Db) -> Self {
+    /// A limiter keeping its counts in the database of `pool`.
+    pub fn new(pool: &PgPool) -> Self {
         Self {
-            db,
+            pool: pool.clone(),
             pruned_at: Mutex::new(Instant::now()),
-            pruning: std::sync::Arc::default(),
+            pruning: Arc::default(),
         }
     }
 
-    /// Runs `op` on a connection of the database, which must be PostgreSQL.
+    /// Runs `op` on a connection of the pool. (Not the request's kept one: the
+    /// limiter's statements are writes, which never hold a connection between them.)
     async fn run<T>(
         &self,
-        op: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> AppResult<T> {
-        let mut conn = self.db.acquire().await?;
-        match db::AsConn::as_conn(&mut conn) {
-            ConnRef::Postgres(c) => Ok(op(c).await?),
-            ConnRef::Sqlite(_) => Err(AppError::internal(
-                "the shared limiter needs PostgreSQL".to_owned(),
-            )),
-        }
+        let mut conn = self.pool.acquire().await?;
+        Ok(op(&mut conn).await?)
     }
 
     /// Deletes stale rows on a task of its own, if a minute has passed since the last time.
@@ -62,14 +60,15 @@ impl SharedLimiter {
             }
             *at = Instant::now();
         }
-        let (db, pruning) = (self.db.clone(), self.pruning.clone());
+        let (pool, pruning) = (self.pool.clone(), self.pruning.clone());
         tokio::spawn(async move {
-            let limiter = SharedLimiter::new(db);
             let forget = micros(FORGET_FAILURES_AFTER);
-            match limiter
-                .run(async |c| throttle::prune(c, forget).await)
-                .await
-            {
+            let pruned = async {
+                let mut conn = pool.acquire().await?;
+                throttle::prune(&mut conn, forget).await
+            }
+            .await;
+            match pruned {
                 Ok(n) => tracing::debug!(rows = n, "pruned the limiter's stale rows"),
                 Err(e) => tracing::warn!(error = %e, "could not prune the limiter's rows"),
             }
@@ -102,33 +101,36 @@ impl Limiter for SharedLimiter {
         })
     }
 
-    async fn failures(&self, key: &str) -> AppResult<Failures> {
-        let row = self.run(async |c| throttle::failures(c, key).await).await?;
-        Ok(Failures {
-            count: row.count.map_or(0, |n| u32::try_from(n).unwrap_or(0)),
-            last: row.last_us.map(Stamp),
-            now: Stamp(row.now_us),
-        })
-    }
-
-    async fn fail(&self, key: &str, decay_every: Option<Duration>) -> AppResult<Failure> {
-        let decay = decay_every.map_or(0, micros);
-        let (at, previous) = self
-            .run(async |c| throttle::fail(c, key, decay).await)
+    async fn fail(&self, keys: &[(&str, Option<Duration>)]) -> AppResult<Vec<Failure>> {
+        let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+        let decays: Vec<i64> = keys.iter().map(|(_, d)| d.map_or(0, micros)).collect();
+        let rows = self
+            .run(async |c| throttle::fail(c, &names, &decays).await)
             .await?;
-        Ok(Failure {
-            at: Stamp(at),
-            previous: previous.map(Stamp),
-        })
+        names
+            .iter()
+            .map(|name| {
+                let row = rows
+                    .iter()
+                    .find(|r| r.key == *name)
+                    .ok_or_else(|| AppError::internal("a failure was not recorded".to_owned()))?;
+                Ok(Failure {
+                    at: Stamp(row.last_us),
+                    previous: row.previous_us.map(Stamp),
+                    count: u32::try_from(row.count).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
-    async fn forgive(&self, key: &str, failure: Failure) -> AppResult<()> {
-        let (at, previous) = (failure.at.0, failure.previous.map(|p| p.0));
-        self.run(async |c| throttle::forgive(c, key, at, previous).await)
+    async fn settle(&self, forgive: &[(&str, Failure)], reset: &[&str]) -> AppResult<()> {
+        let keys: Vec<&str> = forgive.iter().map(|(k, _)| *k).collect();
+        let at: Vec<i64> = forgive.iter().map(|(_, f)| f.at.0).collect();
+        let previous: Vec<Option<i64>> = forgive
+            .iter()
+            .map(|(_, f)| f.previous.map(|p| p.0))
+            .collect();
+        self.run(async |c| throttle::settle(c, &keys, &at, &previous, reset).await)
             .await
-    }
-
-    async fn reset(&self, key: &str) -> AppResult<()> {
-        self.run(async |c| throttle::reset(c, key).await).await
     }
 }
