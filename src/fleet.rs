@@ -59,6 +59,7 @@ pub enum JoinError {
 pub struct Fleet {
     pool: PgPool,
     id: Uuid,
+    presence: tokio::task::JoinHandle<()>,
     _stop: watch::Sender<()>,
 }
 
@@ -87,10 +88,11 @@ impl Fleet {
             "joined the instances serving from this database"
         );
         let (stop, stopped) = watch::channel(());
-        tokio::spawn(stay(pool.clone(), id, keys, leeway, offset, stopped));
+        let presence = tokio::spawn(stay(pool.clone(), id, keys, leeway, offset, stopped));
         Ok(Self {
             pool,
             id,
+            presence,
             _stop: stop,
         })
     }
@@ -98,9 +100,18 @@ impl Fleet {
     /// Leaves: the others stop counting this instance at once, and a replacement with
     /// other keys may start without waiting.
     pub async fn leave(self) {
+        let Self {
+            pool,
+            id,
+            presence,
+            _stop,
+        } = self;
+        // Stopped first, so that a last word of presence cannot bring the row back.
+        presence.abort();
+        let _ = presence.await;
         let left = async {
-            let mut conn = self.pool.acquire().await?;
-            instances::leave(&mut conn, self.id).await
+            let mut conn = pool.acquire().await?;
+            instances::leave(&mut conn, id).await
         };
         if let Err(e) = left.await {
             tracing::warn!(error = %crate::error::chain(&e), "could not deregister this instance");
@@ -193,9 +204,9 @@ async fn stay(
                 offset_ms = measured;
                 report(offset_ms, leeway);
             }
-            Err(e) => tracing::debug!(
+            Err(e) => tracing::warn!(
                 error = %crate::error::chain(&e),
-                "could not say this instance is alive"
+                "could not say this instance is alive: after 30 s the others stop counting it"
             ),
         }
     }

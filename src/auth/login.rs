@@ -15,8 +15,31 @@ pub(super) const MAX_PASSWORD_BYTES: usize = 4 * super::password::MAX_LEN;
 
 impl Auth {
     /// Verifies the credentials and starts a new session.
+    ///
+    /// The attempt runs in a task of its own: it is counted as failed before the password
+    /// is checked, and a client that goes away meanwhile (or a request cut off by the
+    /// timeout) must not leave that count unsettled, which would let an attacker push an
+    /// account towards its pause with attempts that were refused anyway.
     #[tracing::instrument(skip_all)]
     pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> AppResult<Authenticated> {
+        let (this, email, password, client) = (
+            self.clone(),
+            email.to_owned(),
+            password.to_owned(),
+            client.clone(),
+        );
+        let attempt = async move { this.sign_in(&email, &password, &client).await };
+        crate::db::kept::detach(attempt)
+            .await
+            .map_err(AppError::internal)?
+    }
+
+    async fn sign_in(
         &self,
         email: &str,
         password: &str,

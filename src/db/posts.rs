@@ -100,25 +100,28 @@ pub async fn find_many(mut conn: impl AsConn, ids: &[Uuid]) -> Result<Vec<PostRo
     )
 }
 
-/// Posts published after `since`, in the order they were published, at most `limit`.
+/// Posts published after `since`, at most `limit` of them, the latest if there are more,
+/// in the order they were published.
 #[tracing::instrument(skip_all)]
 pub async fn published_since(
     mut conn: impl AsConn,
     since: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<PostRow>, sqlx::Error> {
-    sql!(&mut conn, |c| {
+    let mut rows: Vec<PostRow> = sql!(&mut conn, |c| {
         sqlx::query_as(concat!(
             "SELECT ",
             post_columns!(),
             " FROM posts WHERE published AND published_at > $1 \
-             ORDER BY published_at, id LIMIT $2"
+             ORDER BY published_at DESC, id DESC LIMIT $2"
         ))
         .bind(since)
         .bind(limit)
         .fetch_all(c)
         .await
-    })
+    })?;
+    rows.reverse();
+    Ok(rows)
 }
 
 /// Changes the given fields of a post in one statement (`None` leaves a field alone), so

@@ -170,10 +170,18 @@ pub async fn settle(
 /// row), and failures whose last one is older than `forget_after_us`. Returns how many
 /// rows went.
 pub async fn prune(conn: &mut PgConnection, forget_after_us: i64) -> Result<u64, sqlx::Error> {
-    let buckets =
-        with_clock!("DELETE FROM throttle_buckets USING clock WHERE tat_us <= clock.now_us");
-    let failures =
-        with_clock!("DELETE FROM throttle_failures USING clock WHERE last_us < clock.now_us - $1");
+    // Rows are taken in key order, as the counting statements take them, and those they
+    // hold are skipped: pruning never waits on a sign-in, nor a sign-in on pruning.
+    let buckets = with_clock!(
+        "DELETE FROM throttle_buckets WHERE key IN (
+            SELECT key FROM throttle_buckets, clock WHERE tat_us <= clock.now_us
+            ORDER BY key FOR UPDATE OF throttle_buckets SKIP LOCKED)"
+    );
+    let failures = with_clock!(
+        "DELETE FROM throttle_failures WHERE key IN (
+            SELECT key FROM throttle_failures, clock WHERE last_us < clock.now_us - $1
+            ORDER BY key FOR UPDATE OF throttle_failures SKIP LOCKED)"
+    );
     let a = sqlx::query(buckets)
         .execute(&mut *conn)
         .await?

@@ -9,11 +9,13 @@
 //!   follow it, and in batches.
 //! - Losing the listener is normal (a restart, a failover, a network cut). sqlx sets no
 //!   TCP keepalive, so a half-open connection would look like silence: every instance
-//!   sends itself a heartbeat every few seconds, and a listener that hears nothing for
-//!   several of them is replaced. After any reconnect the worker catches up once: the
+//!   sends itself a heartbeat every few seconds, and a listener that does not hear one
+//!   the database took is replaced. After any reconnect the worker catches up once: the
 //!   posts published since the last notice heard (each delivered once: ids already
-//!   delivered are remembered), the current vote count of every post followed here, and a
-//!   recheck of every connection's credentials.
+//!   delivered are remembered, and forgotten when a post is withdrawn, so that publishing
+//!   it again is news), the current vote count of every post followed here, and a recheck
+//!   of every connection's credentials. A worker too far behind to take notices owes one
+//!   such catch-up, however many it could not take.
 //! - sqlx's own reconnection is turned off: it happens inside `try_recv`, and a call
 //!   cancelled while it waits for the database (the heartbeat's turn in `select!`) leaves
 //!   the next call to reconnect without a word, so that nothing would catch up. (A
@@ -43,9 +45,10 @@ use crate::db::{self, posts, votes};
 
 /// How often an instance sends itself a heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
-/// How long a listener may hear nothing, its own heartbeats included, before it is
-/// taken for dead.
-const SILENT_FOR: Duration = Duration::from_secs(16);
+/// How long a heartbeat sent may take to come back before the listener is taken for dead.
+/// Only a heartbeat actually sent counts: when the database is too busy to take one, the
+/// listener cannot be judged, and is left alone.
+const BEAT_BACK_WITHIN: Duration = Duration::from_secs(5);
 /// How long start-up waits for its test notification to come back.
 const SELF_TEST: Duration = Duration::from_secs(3);
 /// How long connecting the listener may take.
@@ -60,9 +63,10 @@ const QUEUE: usize = 8192;
 /// How many notices go in one `pg_notify` statement, and how many the worker takes at once.
 const BATCH: usize = 256;
 /// Catching up looks back this much before the last notice heard, for posts published by
-/// instances whose clock is behind; duplicates are filtered out.
-const CATCH_UP_MARGIN: Duration = Duration::from_secs(60);
-/// The most posts a catch-up delivers, the first published after the notice last heard.
+/// instances whose clock is behind (instances warn at half the 5 s token leeway);
+/// duplicates are filtered out.
+const CATCH_UP_MARGIN: Duration = Duration::from_secs(10);
+/// The most posts a catch-up delivers: the latest published since the notice last heard.
 const CATCH_UP_POSTS: i64 = 1000;
 /// How many delivered posts are remembered, so that none is delivered twice.
 const REMEMBERED: usize = 16_384;
@@ -102,11 +106,19 @@ impl Shared {
         let (work, incoming) = mpsc::channel(QUEUE);
         let local = Local::default();
         let delivered = Arc::new(Delivered::default());
-        tokio::spawn(send(pool.clone(), outgoing, stopped.clone()));
+        let beat_sent = Arc::new(Mutex::new(None));
+        let owed = Arc::new(Mutex::new(None));
+        tokio::spawn(send(
+            pool.clone(),
+            outgoing,
+            beat_sent.clone(),
+            stopped.clone(),
+        ));
         let worker = Worker {
             db: db::Db::Postgres(pool),
             local: local.clone(),
             delivered: delivered.clone(),
+            owed: owed.clone(),
         };
         tokio::spawn(worker.run(incoming, stopped.clone()));
         tokio::spawn(
@@ -115,6 +127,8 @@ impl Shared {
                 origin,
                 outbox: outbox.clone(),
                 work,
+                owed,
+                beat_sent,
                 last_heard: Utc::now(),
             }
             .run(listener, stopped),
@@ -148,7 +162,14 @@ impl PubSub for Shared {
                 self.delivered.remember(row.id);
                 (Kind::Published, row.id)
             }
-            Event::PostChanged { post_id, .. } => (Kind::Changed, *post_id),
+            Event::PostChanged { post_id, now } => {
+                if now.as_ref().is_some_and(|(row, _)| row.published) {
+                    (Kind::Changed, *post_id)
+                } else {
+                    self.delivered.forget(*post_id);
+                    (Kind::Withdrawn, *post_id)
+                }
+            }
             Event::AccessChanged { user_id } => (Kind::Access, *user_id),
         };
         self.local.publish(event);
@@ -165,6 +186,15 @@ impl PubSub for Shared {
 struct Delivered(Mutex<(HashSet<Uuid>, VecDeque<Uuid>)>);
 
 impl Delivered {
+    /// Forgets `id`: the post became a draft or was deleted, and may be published again.
+    fn forget(&self, id: Uuid) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .remove(&id);
+    }
+
     /// Remembers `id`; false when it was already.
     fn remember(&self, id: Uuid) -> bool {
         let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -246,9 +276,19 @@ async fn notify(pool: &PgPool, notices: &[Notice]) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// When this instance last sent itself a heartbeat that the database took.
+type BeatSent = Arc<Mutex<Option<tokio::time::Instant>>>;
+/// The earliest time a catch-up is owed from, when notices could not be handed over.
+type Owed = Arc<Mutex<Option<DateTime<Utc>>>>;
+
 /// Sends queued notices until the bus is dropped, several per statement; a failed
 /// statement is tried again a few times, then its notices are dropped.
-async fn send(pool: PgPool, mut outgoing: mpsc::Receiver<Notice>, mut stop: watch::Receiver<()>) {
+async fn send(
+    pool: PgPool,
+    mut outgoing: mpsc::Receiver<Notice>,
+    beat_sent: BeatSent,
+    mut stop: watch::Receiver<()>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
@@ -256,7 +296,14 @@ async fn send(pool: PgPool, mut outgoing: mpsc::Receiver<Notice>, mut stop: watc
             n = outgoing.recv_many(&mut batch, BATCH) => if n == 0 { return },
         }
         let mut tries = 0;
-        while let Err(e) = notify(&pool, &batch).await {
+        loop {
+            let Err(e) = notify(&pool, &batch).await else {
+                if batch.iter().any(|n| n.kind == Kind::Heartbeat) {
+                    *beat_sent.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(tokio::time::Instant::now());
+                }
+                break;
+            };
             tries += 1;
             if tries == 3 {
                 ::metrics::counter!("events_dropped_total", "stage" => "send")
@@ -289,6 +336,8 @@ struct Listening {
     origin: Uuid,
     outbox: mpsc::Sender<Notice>,
     work: mpsc::Sender<Work>,
+    owed: Owed,
+    beat_sent: BeatSent,
     /// When the last notice was heard.
     last_heard: DateTime<Utc>,
 }
@@ -357,10 +406,14 @@ impl Listening {
                     Err(e) => return Some(crate::error::chain(&e)),
                 },
                 _ = heartbeat.tick() => {
-                    if heard_at.elapsed() > SILENT_FOR {
+                    let sent = *self.beat_sent.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(sent) = sent
+                        && sent > heard_at
+                        && sent.elapsed() > BEAT_BACK_WITHIN
+                    {
                         return Some(format!(
-                            "nothing heard for {} s, not even a heartbeat",
-                            SILENT_FOR.as_secs()
+                            "a heartbeat sent {} s ago never came back",
+                            sent.elapsed().as_secs()
                         ));
                     }
                     let beat = Notice::new(self.origin, Kind::Heartbeat, Uuid::new_v4());
@@ -388,12 +441,14 @@ impl Listening {
     fn hand(&self, work: Work) {
         if self.work.try_send(work).is_err() {
             ::metrics::counter!("events_dropped_total", "stage" => "work").increment(1);
-            // Keeps trying: the worker makes room as it goes, and one catch-up covers
-            // everything dropped until then.
-            let (sender, since) = (self.work.clone(), self.last_heard);
-            tokio::spawn(async move {
-                let _ = sender.send(Work::CatchUp(since)).await;
-            });
+            // One catch-up, from the earliest time owed, covers everything dropped until
+            // the worker gets to it: the worker is busy with a full queue, and looks.
+            let since = match work {
+                Work::CatchUp(since) => since,
+                Work::Notice(_) => self.last_heard,
+            };
+            let mut owed = self.owed.lock().unwrap_or_else(|e| e.into_inner());
+            *owed = Some(owed.map_or(since, |o| o.min(since)));
         }
     }
 }
@@ -411,6 +466,7 @@ struct Worker {
     db: db::Db,
     local: Local,
     delivered: Arc<Delivered>,
+    owed: Owed,
 }
 
 impl Worker {
@@ -421,12 +477,14 @@ impl Worker {
                 _ = stop.changed() => return,
                 n = incoming.recv_many(&mut batch, BATCH) => if n == 0 { return },
             }
+            let owed = self.owed.lock().unwrap_or_else(|e| e.into_inner()).take();
             let catch_up = batch
                 .iter()
                 .filter_map(|w| match w {
                     Work::CatchUp(since) => Some(*since),
                     Work::Notice(_) => None,
                 })
+                .chain(owed)
                 .min();
             let notices: Vec<Notice> = batch
                 .drain(..)
@@ -455,6 +513,12 @@ impl Worker {
             match notice.kind {
                 Kind::Published if self.local.has_subscribers(Topic::NewPosts) => {
                     published.push(notice.id);
+                }
+                Kind::Withdrawn => {
+                    self.delivered.forget(notice.id);
+                    if self.local.has_subscribers(Topic::Post(notice.id)) {
+                        changed.push(notice.id);
+                    }
                 }
                 Kind::Changed if self.local.has_subscribers(Topic::Post(notice.id)) => {
                     changed.push(notice.id);
@@ -525,7 +589,8 @@ impl Worker {
             if rows.len() as i64 == CATCH_UP_POSTS {
                 tracing::warn!(
                     posts = CATCH_UP_POSTS,
-                    "catching up on events: more posts were published than are delivered late"
+                    "catching up on events: more posts were published meanwhile than are \
+                     delivered late; the earliest were not"
                 );
             }
             for row in rows {

@@ -36,8 +36,11 @@ pub struct Notice {
 pub enum Kind {
     /// The post `id` was published.
     Published,
-    /// The post `id` changed: a vote, its deletion, or its publication.
+    /// The post `id` changed: a vote, or its publication.
     Changed,
+    /// The post `id` was deleted or turned back into a draft (a change too): should it be
+    /// published again, it is news again.
+    Withdrawn,
     /// The sessions, keys, role or standing of the user `id` changed.
     Access,
     /// An instance checking that its listener still hears (every few seconds), or that

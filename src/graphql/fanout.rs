@@ -101,7 +101,7 @@ impl Fanout {
         });
         running.insert(key, Arc::downgrade(&execution));
         drop(running);
-        let source = start();
+        let source = prime(start());
         // In the span of the subscriber that started it: its log lines and statements
         // are that connection's.
         let handle = tokio::spawn(forward(source, Arc::downgrade(&execution)).in_current_span());
@@ -161,6 +161,21 @@ impl Drop for Execution {
             task.abort();
         }
         self.forget();
+    }
+}
+
+/// Polls `source` once, here, in the subscriber's own task: its resolver runs up to its
+/// first wait, so that it listens to its events before the client hears anything more
+/// from the connection (the answer to a ping, say). Left to the execution's task, the
+/// first poll could come after a post the client had every reason to expect.
+fn prime(mut source: BoxStream<'static, Response>) -> BoxStream<'static, Response> {
+    let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match source.poll_next_unpin(&mut context) {
+        std::task::Poll::Pending => source,
+        std::task::Poll::Ready(Some(first)) => {
+            futures::stream::once(async { first }).chain(source).boxed()
+        }
+        std::task::Poll::Ready(None) => futures::stream::empty().boxed(),
     }
 }
 
