@@ -21,30 +21,24 @@ use sqlx::PgConnection;
 /// epoch, read once. Reading it also turns off `synchronous_commit` for the statement's
 /// own transaction (see the module's header).
 macro_rules! with_clock {
-    ($sql:literal) => {
+    ($($sql:tt)+) => {
         concat!(
             "WITH clock AS MATERIALIZED ",
             "(SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now_us, ",
             "set_config('synchronous_commit', 'off', true) AS relaxed) ",
-            $sql
+            $($sql)+
         )
     };
 }
 
-/// Takes `cost_us` (cost × emission interval) from the bucket `key`, which holds
-/// `burst_us` (burst × interval); a cost above the burst needs `needed_us` (burst ×
-/// interval) and leaves the rest owed. Returns 0 when taken, or how many microseconds
-/// until it could be.
-pub async fn take(
-    conn: &mut PgConnection,
-    key: &str,
-    cost_us: i64,
-    needed_us: i64,
-    burst_us: i64,
-) -> Result<i64, sqlx::Error> {
-    // A bucket's theoretical arrival time (TAT) is when it would be full again; a take
-    // is allowed while TAT + needed − burst ≤ now, and moves TAT on by the cost.
-    let sql = with_clock!(
+/// Takes `$2` (cost × emission interval) from the bucket `$1`, which holds `$4` (burst ×
+/// interval); a cost above the burst needs `$3` (burst × interval) and leaves the rest
+/// owed. Its `wait_us` is then 0 when taken, or how many microseconds until it could be.
+///
+/// A bucket's theoretical arrival time (TAT) is when it would be full again; a take is
+/// allowed while TAT + needed − burst ≤ now, and moves TAT on by the cost.
+macro_rules! take_from_bucket {
+    () => {
         "INSERT INTO throttle_buckets AS b (key, tat_us, wait_us)
         SELECT $1, clock.now_us + $2, 0 FROM clock
         ON CONFLICT (key) DO UPDATE SET (tat_us, wait_us) = (
@@ -54,43 +48,72 @@ pub async fn take(
                          greatest(b.tat_us, clock.now_us) + $3 - $4 - clock.now_us AS wait
                   FROM clock) AS w)
         RETURNING wait_us"
-    );
-    sqlx::query_scalar(sql)
-        .bind(key)
-        .bind(cost_us)
-        .bind(needed_us)
-        .bind(burst_us)
+    };
+}
+
+/// A draw on a bucket, in the units of the statement: microseconds of its emission
+/// interval.
+#[derive(Debug, Clone, Copy)]
+pub struct Draw<'a> {
+    /// The bucket.
+    pub key: &'a str,
+    /// The cost × the interval.
+    pub cost_us: i64,
+    /// What must be in the bucket: the cost, at most the burst, × the interval.
+    pub needed_us: i64,
+    /// The burst × the interval.
+    pub burst_us: i64,
+}
+
+/// Takes `draw`. Returns 0 when taken, or how many microseconds until it could be.
+pub async fn take(conn: &mut PgConnection, draw: Draw<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(with_clock!(take_from_bucket!()))
+        .bind(draw.key)
+        .bind(draw.cost_us)
+        .bind(draw.needed_us)
+        .bind(draw.burst_us)
         .fetch_one(conn)
         .await
 }
 
-/// A failure just recorded, by [`fail`].
+/// What [`attempt`] did.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct FailureRow {
-    /// The key it was recorded for.
-    pub key: String,
+pub struct AttemptRow {
+    /// 0 when the draw was taken, or how many microseconds until it could be.
+    pub wait_us: i64,
+    /// The key a failure was recorded for (none when the draw was refused).
+    pub key: Option<String>,
     /// The key's count with it, after decay.
-    pub count: i32,
+    pub count: Option<i32>,
     /// When it was recorded (microseconds by the database's clock).
-    pub last_us: i64,
+    pub last_us: Option<i64>,
     /// When the one before it was.
     pub previous_us: Option<i64>,
 }
 
-/// Records a failure for each of `keys` at one moment: with a decay period above zero
-/// (`decays_us`, in the same order), a key's count first loses one for every whole such
-/// period since decay was last counted. The keys are locked in sorted order, so that two
-/// statements on the same keys cannot deadlock.
-pub async fn fail(
+/// Takes `draw` and, only when it is taken, records a failure for each of `keys` at the
+/// same moment: with a decay period above zero (`decays_us`, in the same order), a key's
+/// count first loses one for every whole such period since decay was last counted. One
+/// row per failure recorded, or a single row with the wait when the draw was refused.
+///
+/// The bucket's row is locked first, then the keys' in sorted order, so that two
+/// statements on the same keys cannot deadlock (none holds a failure's row while it
+/// waits for a bucket's).
+pub async fn attempt(
     conn: &mut PgConnection,
+    draw: Draw<'_>,
     keys: &[&str],
     decays_us: &[i64],
-) -> Result<Vec<FailureRow>, sqlx::Error> {
+) -> Result<Vec<AttemptRow>, sqlx::Error> {
     let sql = with_clock!(
-        "INSERT INTO throttle_failures AS f
+        ", taken AS (",
+        take_from_bucket!(),
+        "), failed AS (
+        INSERT INTO throttle_failures AS f
             (key, count, last_us, previous_us, decayed_to_us, decay_us)
         SELECT k.key, 1, clock.now_us, NULL, clock.now_us, k.decay
-        FROM clock, unnest($1::text[], $2::bigint[]) AS k(key, decay)
+        FROM clock, unnest($5::text[], $6::bigint[]) AS k(key, decay)
+        WHERE (SELECT wait_us FROM taken) = 0
         ORDER BY k.key
         ON CONFLICT (key) DO UPDATE SET (count, last_us, previous_us, decayed_to_us, decay_us) = (
             SELECT greatest(f.count - d.periods, 0) + 1, clock.now_us, f.last_us,
@@ -103,9 +126,15 @@ pub async fn fail(
                                           / EXCLUDED.decay_us
                                      ELSE 0 END AS periods
                          FROM clock) AS d)
-        RETURNING key, count, last_us, previous_us"
+        RETURNING key, count, last_us, previous_us)
+        SELECT taken.wait_us, failed.key, failed.count, failed.last_us, failed.previous_us
+        FROM taken LEFT JOIN failed ON true"
     );
     sqlx::query_as(sql)
+        .bind(draw.key)
+        .bind(draw.cost_us)
+        .bind(draw.needed_us)
+        .bind(draw.burst_us)
         .bind(keys)
         .bind(decays_us)
         .fetch_all(conn)

@@ -3,7 +3,10 @@
 use async_graphql::{Context, ID, Object, Result};
 
 use super::{
-    context::{auth, caller, client, identity, parse_id, spend_credential_attempt},
+    context::{
+        auth, caller, claim_credential_attempt, client, identity, parse_id,
+        spend_credential_attempt,
+    },
     guards::{SessionOnly, SignedIn},
     types::{
         ApiKey, AuthPayload, CreateApiKeyInput, CreateApiKeyPayload, LoginInput, RegisterInput,
@@ -74,7 +77,7 @@ impl AccountMutation {
 
     /// Signs in with email and password, starting a new session.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload> {
-        spend_credential_attempt(ctx).await?;
+        claim_credential_attempt(ctx)?;
         let signed_in = auth(ctx)
             .login(&input.email, &input.password, client(ctx))
             .await?;
@@ -143,7 +146,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: CreateApiKeyInput,
     ) -> Result<CreateApiKeyPayload> {
-        spend_credential_attempt(ctx).await?;
+        claim_credential_attempt(ctx)?;
         let who = identity(ctx).await?;
         let new = NewKey {
             name: &input.name,
@@ -182,7 +185,7 @@ impl AccountMutation {
         #[graphql(desc = "Keep the account's API keys working (default false).")]
         keep_api_keys: Option<bool>,
     ) -> Result<bool> {
-        spend_credential_attempt(ctx).await?;
+        claim_credential_attempt(ctx)?;
         let who = identity(ctx).await?;
         auth(ctx)
             .change_password(

@@ -57,8 +57,11 @@ pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
 #[derive(Clone, Default)]
 pub struct CredentialBudget(Arc<AtomicBool>);
 
-/// Spends the request's credential operation, or refuses a second one.
-pub async fn spend_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
+/// Claims the request's credential operation, or refuses a second one. The operation
+/// then spends one of the address's own with its password attempt (see
+/// [`crate::auth::throttle::Throttle::login_attempt`]), or with
+/// [`spend_credential_attempt`] when it checks no password.
+pub fn claim_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
     let spent = ctx
         .data_opt::<CredentialBudget>()
         .is_some_and(|budget| budget.0.swap(true, Ordering::SeqCst));
@@ -69,5 +72,11 @@ pub async fn spend_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
             retry_after: 0,
         });
     }
+    Ok(())
+}
+
+/// Spends the request's credential operation and one of the address's, or refuses.
+pub async fn spend_credential_attempt(ctx: &Context<'_>) -> AppResult<()> {
+    claim_credential_attempt(ctx)?;
     auth(ctx).throttle.credential_attempt(client(ctx).ip).await
 }

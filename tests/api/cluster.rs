@@ -132,6 +132,27 @@ async fn the_address_budget_is_shared_and_exact_under_concurrency(db: TestDb) {
         10,
         "{codes:?}"
     );
+    // Sign-ins draw on the same budget, in the statement that counts them as failed
+    // ahead: refused by the budget, none of them counts against the account.
+    let attempts =
+        (0..30).map(|i| login_from(cluster.node(i % 3), "198.51.100.7", "x@example.com", "pw"));
+    let answers = futures::future::join_all(attempts).await;
+    for res in &answers {
+        assert_eq!(res.code(), "RATE_LIMITED", "{}", res.body);
+        assert!(
+            res.body.to_string().contains("attempts from this address"),
+            "{}",
+            res.body
+        );
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM throttle_failures")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(counted, 0, "refused sign-ins were counted as failures");
     // Another address has its own budget, on every instance.
     for i in 0..3 {
         let res = login_from(cluster.node(i), "198.51.100.8", "x@example.com", "pw").await;

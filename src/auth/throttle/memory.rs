@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{FORGET_FAILURES_AFTER, Failure, Limiter, Stamp, micros};
+use super::{Draw, FORGET_FAILURES_AFTER, Failure, Limiter, Stamp, micros};
 use crate::error::AppResult;
 /// Maps are pruned when they grow past this many entries (and then past twice their size
 /// after the last pruning), so that pruning costs little per insertion.
@@ -64,21 +64,22 @@ impl<V> Pruned<V> {
 
 #[async_trait::async_trait]
 impl Limiter for MemoryLimiter {
-    async fn take(
-        &self,
-        key: &str,
-        cost: u32,
-        per_minute: u32,
-        burst: u32,
-    ) -> AppResult<Result<(), Duration>> {
-        Ok(self.take_now(key, cost, per_minute, burst))
+    async fn take(&self, draw: Draw<'_>) -> AppResult<Result<(), Duration>> {
+        Ok(self.take_now(draw.key, draw.cost, draw.per_minute, draw.burst))
     }
 
-    async fn fail(&self, keys: &[(&str, Option<Duration>)]) -> AppResult<Vec<Failure>> {
-        Ok(keys
-            .iter()
-            .map(|(key, decay)| self.fail_now(key, *decay))
-            .collect())
+    async fn attempt(
+        &self,
+        draw: Draw<'_>,
+        keys: &[(&str, Option<Duration>)],
+    ) -> AppResult<Result<Vec<Failure>, Duration>> {
+        Ok(self
+            .take_now(draw.key, draw.cost, draw.per_minute, draw.burst)
+            .map(|()| {
+                keys.iter()
+                    .map(|(key, decay)| self.fail_now(key, *decay))
+                    .collect()
+            }))
     }
 
     async fn settle(&self, forgive: &[(&str, Failure)], reset: &[&str]) -> AppResult<()> {

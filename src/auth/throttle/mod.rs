@@ -60,27 +60,40 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// A draw of `cost` tokens on the bucket `key`, which refills at `per_minute` and holds
+/// at most `burst`.
+#[derive(Debug, Clone, Copy)]
+pub struct Draw<'a> {
+    /// The bucket.
+    pub key: &'a str,
+    /// How many tokens.
+    pub cost: u32,
+    /// How many come back a minute.
+    pub per_minute: u32,
+    /// How many it holds when full.
+    pub burst: u32,
+}
+
 /// Where attempts are counted. Each method is one step of the store (one statement for
-/// the shared one), whatever the number of keys, so that a sign-in costs three: its
-/// credential budget, its failure counted ahead, and the settling of that failure.
+/// the shared one), whatever the number of keys, so that a sign-in costs two: its
+/// credential budget drawn with its failure counted ahead, and the settling of that
+/// failure.
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
-    /// Takes `cost` tokens from the bucket `key` (refilled at `per_minute`, holding at
-    /// most `burst`); `Ok(Err(wait))` holds how long until they are available. A cost
-    /// above the burst is taken once the bucket is full, and leaves it owing the rest:
-    /// what is taken over time never exceeds the refill, however large each cost.
-    async fn take(
+    /// Takes `draw`; `Ok(Err(wait))` holds how long until its tokens are available. A
+    /// cost above the burst is taken once the bucket is full, and leaves it owing the
+    /// rest: what is taken over time never exceeds the refill, however large each cost.
+    async fn take(&self, draw: Draw<'_>) -> AppResult<Result<(), Duration>>;
+    /// Takes `draw` as [`Limiter::take`] does and, only once it is granted, records a
+    /// failure for each of `keys`, all at the same moment; a refused draw records
+    /// nothing. With a decay period, a key's count first loses one for every whole such
+    /// period it has held, however often failures come. Returns the failures recorded,
+    /// in the order of `keys`, which must be distinct.
+    async fn attempt(
         &self,
-        key: &str,
-        cost: u32,
-        per_minute: u32,
-        burst: u32,
-    ) -> AppResult<Result<(), Duration>>;
-    /// Records a failure for each of `keys`, all at the same moment. With a decay period,
-    /// a key's count first loses one for every whole such period it has held, however
-    /// often failures come. Returns the failures recorded, in the order of `keys`, which
-    /// must be distinct.
-    async fn fail(&self, keys: &[(&str, Option<Duration>)]) -> AppResult<Vec<Failure>>;
+        draw: Draw<'_>,
+        keys: &[(&str, Option<Duration>)],
+    ) -> AppResult<Result<Vec<Failure>, Duration>>;
     /// Takes back each failure of `forgive`, counted ahead for an attempt that did not
     /// fail after all (unless a later one was recorded since, the time of the one before
     /// it becomes the last again, so that it restarts no wait), and forgets every failure
@@ -138,19 +151,31 @@ impl Throttle {
         }
     }
 
-    /// Spends one of the IP's credential operations, or refuses.
+    /// Spends one of the IP's credential operations, or refuses. (A password attempt
+    /// spends it with [`Throttle::login_attempt`] instead.)
     pub async fn credential_attempt(&self, ip: Option<IpAddr>) -> AppResult<()> {
         if !self.config.enabled {
             return Ok(());
         }
-        let key = format!("ip:{}", address_key(ip));
-        timed(
-            "take",
-            self.limiter
-                .take(&key, 1, self.config.per_minute, self.config.burst),
-        )
-        .await?
-        .map_err(|wait| limited("attempts from this address", wait))
+        let key = self.address_budget(ip);
+        timed("take", self.limiter.take(self.credential_draw(&key)))
+            .await?
+            .map_err(|wait| limited("attempts from this address", wait))
+    }
+
+    /// The key of `ip`'s credential budget.
+    fn address_budget(&self, ip: Option<IpAddr>) -> String {
+        format!("ip:{}", address_key(ip))
+    }
+
+    /// One credential operation from the budget `key`.
+    fn credential_draw<'a>(&self, key: &'a str) -> Draw<'a> {
+        Draw {
+            key,
+            cost: 1,
+            per_minute: self.config.per_minute,
+            burst: self.config.burst,
+        }
     }
 
     /// Spends `cost` of the account's write budget, or refuses.
@@ -159,23 +184,23 @@ impl Throttle {
             return Ok(());
         }
         let key = format!("write:{user}");
-        timed(
-            "take",
-            self.limiter.take(
-                &key,
-                cost,
-                self.config.writes_per_minute,
-                self.config.write_burst,
-            ),
-        )
-        .await?
-        .map_err(|wait| limited("writes from this account", wait))
+        let draw = Draw {
+            key: &key,
+            cost,
+            per_minute: self.config.writes_per_minute,
+            burst: self.config.write_burst,
+        };
+        timed("take", self.limiter.take(draw))
+            .await?
+            .map_err(|wait| limited("writes from this account", wait))
     }
 
-    /// Counts a login to `account` from `ip` as failed before its password is checked,
-    /// so that attempts sent at once all see each other's failures: the back-off and the
-    /// pause hold however many arrive together. [`Throttle::login_outcome`] then settles
-    /// it with the [`Attempt`]'s `counted`.
+    /// Spends one of `ip`'s credential operations, or refuses, and counts a login to
+    /// `account` from it as failed before its password is checked, so that attempts sent
+    /// at once all see each other's failures: the back-off and the pause hold however
+    /// many arrive together. [`Throttle::login_outcome`] then settles it with the
+    /// [`Attempt`]'s `counted`. (One step of the store for both: a refused operation is
+    /// not counted.)
     ///
     /// The attempt also tells, from the counts before it, whether this client must still
     /// wait after its own failures to the account, and whether the account is paused
@@ -185,13 +210,17 @@ impl Throttle {
         if !self.config.enabled {
             return Ok(Attempt::default());
         }
+        let budget = self.address_budget(ip);
         let (pair, whole) = (pair(account, ip), account_failures(account));
         let counted = timed(
-            "fail",
-            self.limiter
-                .fail(&[(&pair, None), (&whole, Some(LOCK_DECAY))]),
+            "attempt",
+            self.limiter.attempt(
+                self.credential_draw(&budget),
+                &[(&pair, None), (&whole, Some(LOCK_DECAY))],
+            ),
         )
-        .await?;
+        .await?
+        .map_err(|wait| limited("attempts from this address", wait))?;
         let [by_pair, by_whole] = counted[..] else {
             return Err(AppError::internal(
                 "the limiter's store answered for other keys".to_owned(),
@@ -356,10 +385,11 @@ mod tests {
 
     #[tokio::test]
     async fn backoff_starts_after_five_failures_and_success_resets_it() {
+        // Each attempt draws on the address's budget too: enough of it for the story.
         let t = Throttle::new(crate::config::ThrottleConfig {
             enabled: true,
             per_minute: 30,
-            burst: 10,
+            burst: 100,
             writes_per_minute: 60,
             write_burst: 30,
         });
@@ -402,5 +432,39 @@ mod tests {
         t.login_outcome(account, ip, attempt.counted, None).await;
         let attempt = t.login_attempt(account, ip).await.unwrap();
         assert_eq!(attempt.backing_off, None);
+    }
+
+    #[tokio::test]
+    async fn attempts_refused_by_the_address_budget_count_no_failure() {
+        let t = Throttle::new(crate::config::ThrottleConfig {
+            enabled: true,
+            per_minute: 1,
+            burst: 3,
+            writes_per_minute: 60,
+            write_burst: 30,
+        });
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        let account = "a@example.com";
+        for _ in 0..3 {
+            let attempt = t.login_attempt(account, ip).await.unwrap();
+            t.login_outcome(account, ip, attempt.counted, Some(false))
+                .await;
+        }
+        for _ in 0..10 {
+            let refused = t.login_attempt(account, ip).await.unwrap_err();
+            assert!(
+                matches!(refused, AppError::RateLimited { .. }),
+                "{refused:?}"
+            );
+        }
+        // From elsewhere, the account's count holds the three failures alone.
+        let other = t
+            .login_attempt(account, Some(IpAddr::from([10, 0, 0, 2])))
+            .await
+            .unwrap();
+        let Counted(Some((_, by_whole))) = other.counted else {
+            panic!("not counted");
+        };
+        assert_eq!(by_whole.count, 4);
     }
 }

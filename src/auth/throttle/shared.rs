@@ -14,7 +14,7 @@ use std::{
 
 use sqlx::{PgConnection, PgPool};
 
-use super::{FORGET_FAILURES_AFTER, Failure, Limiter, Stamp, micros};
+use super::{Draw, FORGET_FAILURES_AFTER, Failure, Limiter, Stamp, micros};
 use crate::{
     db::throttle,
     error::{AppError, AppResult},
@@ -79,48 +79,45 @@ impl SharedLimiter {
 
 #[async_trait::async_trait]
 impl Limiter for SharedLimiter {
-    async fn take(
-        &self,
-        key: &str,
-        cost: u32,
-        per_minute: u32,
-        burst: u32,
-    ) -> AppResult<Result<(), Duration>> {
+    async fn take(&self, draw: Draw<'_>) -> AppResult<Result<(), Duration>> {
         self.prune_if_due();
-        // The emission interval: how long one token takes to come back.
-        let interval = 60_000_000 / i64::from(per_minute.max(1));
-        let cost_us = i64::from(cost) * interval;
-        let needed_us = i64::from(cost.min(burst)) * interval;
-        let burst_us = i64::from(burst) * interval;
         let wait = self
-            .run(async |c| throttle::take(c, key, cost_us, needed_us, burst_us).await)
+            .run(async |c| throttle::take(c, in_micros(draw)).await)
             .await?;
-        Ok(match u64::try_from(wait) {
-            Ok(0) | Err(_) => Ok(()),
-            Ok(us) => Err(Duration::from_micros(us)),
-        })
+        Ok(waited(wait))
     }
 
-    async fn fail(&self, keys: &[(&str, Option<Duration>)]) -> AppResult<Vec<Failure>> {
+    async fn attempt(
+        &self,
+        draw: Draw<'_>,
+        keys: &[(&str, Option<Duration>)],
+    ) -> AppResult<Result<Vec<Failure>, Duration>> {
+        self.prune_if_due();
         let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
         let decays: Vec<i64> = keys.iter().map(|(_, d)| d.map_or(0, micros)).collect();
         let rows = self
-            .run(async |c| throttle::fail(c, &names, &decays).await)
+            .run(async |c| throttle::attempt(c, in_micros(draw), &names, &decays).await)
             .await?;
+        let wait = rows.first().map_or(0, |r| r.wait_us);
+        if let Err(wait) = waited(wait) {
+            return Ok(Err(wait));
+        }
+        let recorded = |name: &str| {
+            let row = rows.iter().find(|r| r.key.as_deref() == Some(name))?;
+            Some(Failure {
+                at: Stamp(row.last_us?),
+                previous: row.previous_us.map(Stamp),
+                count: u32::try_from(row.count?).unwrap_or(0),
+            })
+        };
         names
             .iter()
             .map(|name| {
-                let row = rows
-                    .iter()
-                    .find(|r| r.key == *name)
-                    .ok_or_else(|| AppError::internal("a failure was not recorded".to_owned()))?;
-                Ok(Failure {
-                    at: Stamp(row.last_us),
-                    previous: row.previous_us.map(Stamp),
-                    count: u32::try_from(row.count).unwrap_or(0),
-                })
+                recorded(name)
+                    .ok_or_else(|| AppError::internal("a failure was not recorded".to_owned()))
             })
-            .collect()
+            .collect::<AppResult<_>>()
+            .map(Ok)
     }
 
     async fn settle(&self, forgive: &[(&str, Failure)], reset: &[&str]) -> AppResult<()> {
@@ -132,5 +129,25 @@ impl Limiter for SharedLimiter {
             .collect();
         self.run(async |c| throttle::settle(c, &keys, &at, &previous, reset).await)
             .await
+    }
+}
+
+/// `draw` in the statement's units: microseconds of the bucket's emission interval, how
+/// long one token takes to come back.
+fn in_micros(draw: Draw<'_>) -> throttle::Draw<'_> {
+    let interval = 60_000_000 / i64::from(draw.per_minute.max(1));
+    throttle::Draw {
+        key: draw.key,
+        cost_us: i64::from(draw.cost) * interval,
+        needed_us: i64::from(draw.cost.min(draw.burst)) * interval,
+        burst_us: i64::from(draw.burst) * interval,
+    }
+}
+
+/// A bucket's answer: taken at 0, or the wait.
+fn waited(wait_us: i64) -> Result<(), Duration> {
+    match u64::try_from(wait_us) {
+        Ok(0) | Err(_) => Ok(()),
+        Ok(us) => Err(Duration::from_micros(us)),
     }
 }
