@@ -2,7 +2,7 @@
 
 use super::{Auth, Authenticated, ClientInfo, password::Verified, validate};
 use crate::{
-    db::{self, users},
+    db::{self, users, users::UserRow},
     error::{AppError, AppResult},
 };
 
@@ -50,20 +50,32 @@ impl Auth {
         // other; a success resets the counts, and an error of the server's own (an
         // overloaded database, say) is taken back.
         let (counted, waived) = self.password_attempt(&email_key, client).await?;
-        let outcome = self.check_credentials(&email_key, password, client).await;
         let settle = async |judged| {
             self.throttle
                 .login_outcome(&email_key, client.ip, counted, judged)
                 .await;
         };
+        // A right password is settled while its session starts, not after: the answer
+        // waits for both, so that the next attempt sees the counts reset.
+        let mut on_right_password = Some(settle(Some(true)));
+        let outcome = self
+            .check_credentials(&email_key, password, client, &mut on_right_password)
+            .await;
+        let settled = on_right_password.is_none();
         match outcome {
             Ok(signed_in) => {
-                settle(Some(true)).await;
+                if !settled {
+                    settle(Some(true)).await;
+                }
                 crate::telemetry::auth_event("login_succeeded");
                 Ok(signed_in)
             }
             Err(AppError::Unauthenticated(why)) => {
-                settle(Some(false)).await;
+                // A right password refused after all (the account deactivated meanwhile)
+                // was not a guess: its failure is already taken back.
+                if !settled {
+                    settle(Some(false)).await;
+                }
                 crate::telemetry::auth_event("login_failed");
                 Err(match waived {
                     Some(left) => self.throttle.paused_refusal(left),
@@ -71,17 +83,22 @@ impl Auth {
                 })
             }
             Err(other) => {
-                settle(None).await;
+                if !settled {
+                    settle(None).await;
+                }
                 Err(other)
             }
         }
     }
 
+    /// Checks the credentials and starts the session. Once the password is known to be
+    /// right, `on_right_password` is taken and run alongside the session's transaction.
     async fn check_credentials(
         &self,
         email_key: &str,
         password: &str,
         client: &ClientInfo,
+        on_right_password: &mut Option<impl Future<Output = ()>>,
     ) -> AppResult<Authenticated> {
         if password.len() > MAX_PASSWORD_BYTES {
             // No account can have such a password. Refuse it before looking the email up,
@@ -124,44 +141,67 @@ impl Auth {
                 Verified::YesButRehash => Some(self.passwords.hash(password).await?),
                 _ => None,
             };
-            let mut tx = self.db.begin().await?;
-            // A hash upgrade writes the row: hold it alone, or two sign-ins that both
-            // share it and then both write it would deadlock.
-            let hold = match new_hash {
-                Some(_) => users::Hold::Exclusive,
-                None => users::Hold::Share,
+            let opening = self.open_session(&user, new_hash, client);
+            let opened = match on_right_password.take() {
+                Some(settling) => futures::join!(opening, settling).0,
+                None => opening.await,
             };
-            let Some(mut held) = users::find_and_hold(&mut tx, user.id, hold).await? else {
-                return Err(AppError::Unauthenticated(LOGIN_FAILED));
-            };
-            if held.password_hash != user.password_hash {
-                drop(tx);
-                user = held;
-                continue;
+            match opened? {
+                Opened::Session(signed_in) => return Ok(signed_in),
+                Opened::HashChanged(held) => user = held,
+                Opened::Deactivated => return Err(AppError::Unauthenticated(LOGIN_FAILED)),
             }
-            if !held.is_active() {
-                tracing::info!(user_id = %user.id, "login refused: account deactivated meanwhile");
-                return Err(AppError::Unauthenticated(LOGIN_FAILED));
-            }
-            if let Some(hash) = new_hash
-                && users::replace_password_hash(
-                    &mut tx,
-                    held.id,
-                    &held.password_hash,
-                    &hash,
-                    db::now(),
-                )
-                .await?
-            {
-                held.password_hash = hash;
-                tracing::info!(user_id = %held.id, "password rehashed with current parameters");
-            }
-            let signed_in = self.start_session(&mut tx, held, client).await?;
-            tx.commit().await?;
-            tracing::info!(user_id = %signed_in.user.id, session_id = %signed_in.session_id, "signed in");
-            return Ok(signed_in);
         }
         tracing::info!(user_id = %user.id, "login refused: the password keeps changing");
         Err(AppError::Unauthenticated(LOGIN_FAILED))
     }
+
+    /// Starts a session for `user`, whose password was just checked against the hash it
+    /// holds, in one transaction: only if, at commit, the account still has that hash and
+    /// is still active. `new_hash`, if any, replaces the hash in the same transaction.
+    async fn open_session(
+        &self,
+        user: &UserRow,
+        new_hash: Option<String>,
+        client: &ClientInfo,
+    ) -> AppResult<Opened> {
+        let mut tx = self.db.begin().await?;
+        // A hash upgrade writes the row: hold it alone, or two sign-ins that both share
+        // it and then both write it would deadlock.
+        let hold = match new_hash {
+            Some(_) => users::Hold::Exclusive,
+            None => users::Hold::Share,
+        };
+        let Some(mut held) = users::find_and_hold(&mut tx, user.id, hold).await? else {
+            return Ok(Opened::Deactivated);
+        };
+        if held.password_hash != user.password_hash {
+            return Ok(Opened::HashChanged(held));
+        }
+        if !held.is_active() {
+            tracing::info!(user_id = %user.id, "login refused: account deactivated meanwhile");
+            return Ok(Opened::Deactivated);
+        }
+        if let Some(hash) = new_hash
+            && users::replace_password_hash(&mut tx, held.id, &held.password_hash, &hash, db::now())
+                .await?
+        {
+            held.password_hash = hash;
+            tracing::info!(user_id = %held.id, "password rehashed with current parameters");
+        }
+        let signed_in = self.start_session(&mut tx, held, client).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %signed_in.user.id, session_id = %signed_in.session_id, "signed in");
+        Ok(Opened::Session(signed_in))
+    }
+}
+
+/// What [`Auth::open_session`] found.
+enum Opened {
+    /// The session started.
+    Session(Authenticated),
+    /// The account's hash changed since it was read: the row as it is now.
+    HashChanged(UserRow),
+    /// The account is gone or deactivated.
+    Deactivated,
 }
