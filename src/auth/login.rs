@@ -55,8 +55,8 @@ impl Auth {
                 .login_outcome(&email_key, client.ip, counted, judged)
                 .await;
         };
-        // A right password is settled while its session starts, not after: the answer
-        // waits for both, so that the next attempt sees the counts reset.
+        // A right password is settled while its session is written, not after: the
+        // answer waits for both, so that the next attempt sees the counts reset.
         let mut on_right_password = Some(settle(Some(true)));
         let outcome = self
             .check_credentials(&email_key, password, client, &mut on_right_password)
@@ -71,11 +71,7 @@ impl Auth {
                 Ok(signed_in)
             }
             Err(AppError::Unauthenticated(why)) => {
-                // A right password refused after all (the account deactivated meanwhile)
-                // was not a guess: its failure is already taken back.
-                if !settled {
-                    settle(Some(false)).await;
-                }
+                settle(Some(false)).await;
                 crate::telemetry::auth_event("login_failed");
                 Err(match waived {
                     Some(left) => self.throttle.paused_refusal(left),
@@ -83,6 +79,8 @@ impl Auth {
                 })
             }
             Err(other) => {
+                // Unless the password was right and the account active, and only the
+                // session's own writes failed: it was no guess, and the counts are reset.
                 if !settled {
                     settle(None).await;
                 }
@@ -92,7 +90,8 @@ impl Auth {
     }
 
     /// Checks the credentials and starts the session. Once the password is known to be
-    /// right, `on_right_password` is taken and run alongside the session's transaction.
+    /// right and the account still has it and is active, `on_right_password` is taken and
+    /// run alongside the session's writes.
     async fn check_credentials(
         &self,
         email_key: &str,
@@ -141,12 +140,10 @@ impl Auth {
                 Verified::YesButRehash => Some(self.passwords.hash(password).await?),
                 _ => None,
             };
-            let opening = self.open_session(&user, new_hash, client);
-            let opened = match on_right_password.take() {
-                Some(settling) => futures::join!(opening, settling).0,
-                None => opening.await,
-            };
-            match opened? {
+            let opened = self
+                .open_session(&user, new_hash, client, on_right_password)
+                .await?;
+            match opened {
                 Opened::Session(signed_in) => return Ok(signed_in),
                 Opened::HashChanged(held) => user = held,
                 Opened::Deactivated => return Err(AppError::Unauthenticated(LOGIN_FAILED)),
@@ -159,11 +156,13 @@ impl Auth {
     /// Starts a session for `user`, whose password was just checked against the hash it
     /// holds, in one transaction: only if, at commit, the account still has that hash and
     /// is still active. `new_hash`, if any, replaces the hash in the same transaction.
+    /// Once both are known, `on_right_password` is taken and run alongside the writes.
     async fn open_session(
         &self,
         user: &UserRow,
         new_hash: Option<String>,
         client: &ClientInfo,
+        on_right_password: &mut Option<impl Future<Output = ()>>,
     ) -> AppResult<Opened> {
         let mut tx = self.db.begin().await?;
         // A hash upgrade writes the row: hold it alone, or two sign-ins that both share
@@ -182,15 +181,28 @@ impl Auth {
             tracing::info!(user_id = %user.id, "login refused: account deactivated meanwhile");
             return Ok(Opened::Deactivated);
         }
-        if let Some(hash) = new_hash
-            && users::replace_password_hash(&mut tx, held.id, &held.password_hash, &hash, db::now())
+        let writing = async move {
+            if let Some(hash) = new_hash
+                && users::replace_password_hash(
+                    &mut tx,
+                    held.id,
+                    &held.password_hash,
+                    &hash,
+                    db::now(),
+                )
                 .await?
-        {
-            held.password_hash = hash;
-            tracing::info!(user_id = %held.id, "password rehashed with current parameters");
-        }
-        let signed_in = self.start_session(&mut tx, held, client).await?;
-        tx.commit().await?;
+            {
+                held.password_hash = hash;
+                tracing::info!(user_id = %held.id, "password rehashed with current parameters");
+            }
+            let signed_in = self.start_session(&mut tx, held, client).await?;
+            tx.commit().await?;
+            Ok::<_, AppError>(signed_in)
+        };
+        let signed_in = match on_right_password.take() {
+            Some(settling) => futures::join!(writing, settling).0,
+            None => writing.await,
+        }?;
         tracing::info!(user_id = %signed_in.user.id, session_id = %signed_in.session_id, "signed in");
         Ok(Opened::Session(signed_in))
     }

@@ -144,7 +144,7 @@ pub async fn attempt(
 /// Takes back the failures of `forgive_keys` recorded at `at_us` (each count loses one
 /// and, unless a later failure was recorded since, `previous_us` becomes the last
 /// again), and forgets the failures of `reset_keys`, in one statement. No key may be in
-/// both lists. The rows are locked first, in sorted order as [`fail`] locks them, so that
+/// both lists. The rows are locked first, in sorted order as [`attempt`] locks them, so that
 /// the two cannot deadlock.
 pub async fn settle(
     conn: &mut PgConnection,

@@ -1,7 +1,9 @@
 //! Brute-force protection, counted per attempt inside the resolvers.
 //!
 //! - Per client IP: credential operations (login, register, refresh, changePassword,
-//!   createApiKey) draw from a token bucket (by default 30 a minute, bursts of 10).
+//!   createApiKey) draw from a token bucket (by default 30 a minute, bursts of 10):
+//!   register and refresh before anything else, the three that check a password with
+//!   the attempt's count, once their input is valid and before any password work.
 //! - Per account and IP: after 5 consecutive failed logins, each further attempt must
 //!   wait 1 s, doubling with every failure, at most 15 minutes; a success resets it.
 //! - Per account: after 100 failures, logins to it pause for 15 minutes (NIST SP
@@ -277,7 +279,7 @@ impl Throttle {
     }
 }
 
-/// A failure recorded by [`Limiter::fail`], to take back with [`Limiter::settle`].
+/// A failure recorded by [`Limiter::attempt`], to take back with [`Limiter::settle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     /// When it was recorded.
