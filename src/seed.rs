@@ -223,6 +223,13 @@ pub async fn seed(db: &Db, passwords: &Passwords, plan: Plan) -> AppResult<Repor
     })?;
     posts::insert_many(&mut tx, &posts).await?;
     votes::insert_many(&mut tx, &ballots).await?;
+    let voted: Vec<uuid::Uuid> = {
+        let mut ids: Vec<uuid::Uuid> = ballots.iter().map(|(post, _, _)| *post).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    votes::recount(&mut tx, &voted).await?;
     tx.commit().await?;
     Ok(Report {
         users: users.len(),

@@ -5,47 +5,138 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{db::AsConn, execute};
+use crate::{
+    db::{AsConn, Db},
+    execute,
+};
 
-/// Records `user_id`'s vote for `post_id`; a second vote is a no-op.
+/// Records `user_id`'s vote for `post_id` (a second vote is a no-op) and counts it on
+/// the post. Returns the post's vote count after it.
+///
+/// The vote and its count change together: on PostgreSQL in one statement (the post's
+/// row lock orders concurrent votes, so the count stays equal to the rows), on SQLite,
+/// which has no data-modifying `WITH`, in one transaction. Fails with a foreign-key
+/// violation when the post is gone.
 #[tracing::instrument(skip_all, fields(%post_id, %user_id))]
 pub async fn add(
-    mut conn: impl AsConn,
+    db: &Db,
     post_id: Uuid,
     user_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    execute!(
-        &mut conn,
-        sqlx::query(
-            "INSERT INTO votes (post_id, user_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (post_id, user_id) DO NOTHING",
-        )
-        .bind(post_id)
-        .bind(user_id)
-        .bind(now)
-    )?;
-    Ok(())
+) -> Result<i64, sqlx::Error> {
+    change(db, post_id, user_id, Change::Add(now)).await
 }
 
-/// Withdraws `user_id`'s vote for `post_id`, if there is one.
+/// Withdraws `user_id`'s vote for `post_id`, if there is one, and takes it off the
+/// post's count, as [`add`] does. Returns the post's vote count after it.
 #[tracing::instrument(skip_all, fields(%post_id, %user_id))]
-pub async fn remove(
-    mut conn: impl AsConn,
-    post_id: Uuid,
-    user_id: Uuid,
-) -> Result<(), sqlx::Error> {
-    execute!(
-        &mut conn,
-        sqlx::query("DELETE FROM votes WHERE post_id = $1 AND user_id = $2")
-            .bind(post_id)
-            .bind(user_id)
-    )?;
-    Ok(())
+pub async fn remove(db: &Db, post_id: Uuid, user_id: Uuid) -> Result<i64, sqlx::Error> {
+    change(db, post_id, user_id, Change::Remove).await
 }
 
-/// The number of votes of each post; posts without votes are absent. (IN lists as in
-/// [`crate::db::users::find_many`].)
+/// A vote given (at this time) or withdrawn.
+#[derive(Clone, Copy)]
+enum Change {
+    Add(DateTime<Utc>),
+    Remove,
+}
+
+/// On PostgreSQL, `$changed` (a vote inserted or deleted, `$1` the post) and the post's
+/// count moved `$by` in one statement, which returns the count after. The count moves
+/// only when a row did: a second vote, or withdrawing none, leaves it.
+macro_rules! and_count {
+    ($changed:expr, $by:literal) => {
+        concat!(
+            "WITH changed AS (",
+            $changed,
+            " RETURNING post_id), counted AS (
+                UPDATE posts SET vote_count = vote_count ",
+            $by,
+            " WHERE id = $1 AND EXISTS (SELECT 1 FROM changed) RETURNING vote_count)
+            SELECT vote_count FROM counted
+            UNION ALL
+            SELECT vote_count FROM posts WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM counted)"
+        )
+    };
+}
+
+/// A vote, inserted unless it is there already.
+macro_rules! insert_vote {
+    () => {
+        "INSERT INTO votes (post_id, user_id, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (post_id, user_id) DO NOTHING"
+    };
+}
+
+/// A vote, deleted.
+macro_rules! delete_vote {
+    () => {
+        "DELETE FROM votes WHERE post_id = $1 AND user_id = $2"
+    };
+}
+
+async fn change(db: &Db, post_id: Uuid, user_id: Uuid, change: Change) -> Result<i64, sqlx::Error> {
+    if let Db::Postgres(_) = db {
+        let mut conn = db.acquire().await?;
+        let count: Option<i64> = crate::sql!(&mut conn, |c| match change {
+            Change::Add(now) => {
+                sqlx::query_scalar(and_count!(insert_vote!(), "+ 1"))
+                    .bind(post_id)
+                    .bind(user_id)
+                    .bind(now)
+                    .fetch_optional(c)
+                    .await
+            }
+            Change::Remove => {
+                sqlx::query_scalar(and_count!(delete_vote!(), "- 1"))
+                    .bind(post_id)
+                    .bind(user_id)
+                    .fetch_optional(c)
+                    .await
+            }
+        })?;
+        return Ok(count.unwrap_or(0));
+    }
+    let mut tx = db.begin().await?;
+    let (changed, by) = match change {
+        Change::Add(now) => (
+            execute!(
+                &mut tx,
+                sqlx::query(insert_vote!())
+                    .bind(post_id)
+                    .bind(user_id)
+                    .bind(now)
+            )?,
+            1i64,
+        ),
+        Change::Remove => (
+            execute!(
+                &mut tx,
+                sqlx::query(delete_vote!()).bind(post_id).bind(user_id)
+            )?,
+            -1,
+        ),
+    };
+    if changed > 0 {
+        execute!(
+            &mut tx,
+            sqlx::query("UPDATE posts SET vote_count = vote_count + $2 WHERE id = $1")
+                .bind(post_id)
+                .bind(by)
+        )?;
+    }
+    let count: Option<i64> = crate::sql!(&mut tx, |c| sqlx::query_scalar(
+        "SELECT vote_count FROM posts WHERE id = $1"
+    )
+    .bind(post_id)
+    .fetch_optional(c)
+    .await)?;
+    tx.commit().await?;
+    Ok(count.unwrap_or(0))
+}
+
+/// The number of votes of each post; posts without votes are absent. Read from the
+/// count each post keeps. (IN lists as in [`crate::db::users::find_many`].)
 #[tracing::instrument(skip_all, fields(posts = posts.len()))]
 pub async fn counts(
     mut conn: impl AsConn,
@@ -56,7 +147,7 @@ pub async fn counts(
     }
     let rows: Vec<(Uuid, i64)> = crate::fetch_all_in!(
         &mut conn,
-        "SELECT post_id, COUNT(*) FROM votes WHERE post_id {ids} GROUP BY post_id",
+        "SELECT id, vote_count FROM posts WHERE vote_count > 0 AND id {ids}",
         [],
         posts
     )?;
@@ -101,6 +192,22 @@ pub async fn insert_many(
             }
             q
         })?;
+    }
+    Ok(())
+}
+
+/// Sets the vote count of each of `posts` from its votes (after [`insert_many`]).
+#[tracing::instrument(skip_all, fields(posts = posts.len()))]
+pub async fn recount(mut conn: impl AsConn, posts: &[Uuid]) -> Result<(), sqlx::Error> {
+    for chunk in posts.chunks(500) {
+        let _: Vec<(Uuid,)> = crate::fetch_all_in!(
+            &mut conn,
+            "UPDATE posts SET vote_count = \
+             (SELECT COUNT(*) FROM votes WHERE votes.post_id = posts.id) \
+             WHERE id {ids} RETURNING id",
+            [],
+            chunk
+        )?;
     }
     Ok(())
 }

@@ -181,7 +181,17 @@ impl Posts {
         .await?
         .ok_or_else(not_found)?;
         if updated.published != post.published {
-            self.announce(&mut conn, &updated).await;
+            // The change is made already: failing to count only means no announcement.
+            match votes::counts(&mut conn, &[updated.id]).await {
+                Ok(counts) => {
+                    self.announce(&updated, counts.get(&updated.id).copied().unwrap_or(0));
+                }
+                Err(e) => tracing::warn!(
+                    post_id = %updated.id,
+                    error = %e,
+                    "could not count votes to announce"
+                ),
+            }
         }
         if updated.published && !post.published {
             self.events
@@ -214,11 +224,10 @@ impl Posts {
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn vote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
         self.throttle.write(who.user.id, 1).await?;
-        let mut conn = self.db.acquire().await?;
-        let post = self.visible(&mut conn, who, id).await?;
-        match votes::add(&mut conn, id, who.user.id, db::now()).await {
-            Ok(()) => {
-                self.announce(&mut conn, &post).await;
+        let post = self.visible(&mut self.db.acquire().await?, who, id).await?;
+        match votes::add(&self.db, id, who.user.id, db::now()).await {
+            Ok(count) => {
+                self.announce(&post, count);
                 Ok(post)
             }
             // Deleted between the check and the vote.
@@ -231,28 +240,18 @@ impl Posts {
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn unvote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
         self.throttle.write(who.user.id, 1).await?;
-        let mut conn = self.db.acquire().await?;
-        let post = self.visible(&mut conn, who, id).await?;
-        votes::remove(&mut conn, id, who.user.id).await?;
-        self.announce(&mut conn, &post).await;
+        let post = self.visible(&mut self.db.acquire().await?, who, id).await?;
+        let count = votes::remove(&self.db, id, who.user.id).await?;
+        self.announce(&post, count);
         Ok(post)
     }
 
-    /// Tells subscribers how `post` and its vote count stand now. The change is made
-    /// already: failing to count only means no announcement.
-    async fn announce(&self, conn: &mut db::DbConn, post: &PostRow) {
-        match votes::counts(&mut *conn, &[post.id]).await {
-            Ok(counts) => self.events.publish(Event::PostChanged {
-                post_id: post.id,
-                now: Some((
-                    std::sync::Arc::new(post.clone()),
-                    counts.get(&post.id).copied().unwrap_or(0),
-                )),
-            }),
-            Err(e) => {
-                tracing::warn!(post_id = %post.id, error = %e, "could not count votes to announce")
-            }
-        }
+    /// Tells subscribers how `post` stands now, with `count` votes.
+    fn announce(&self, post: &PostRow, count: i64) {
+        self.events.publish(Event::PostChanged {
+            post_id: post.id,
+            now: Some((std::sync::Arc::new(post.clone()), count)),
+        });
     }
 
     /// A post and its vote count, as a subscriber `viewer_id` may be sent it: drafts go

@@ -9,6 +9,7 @@ crate::on_both_databases!(
     only_authors_change_posts_and_admins_may_delete_them,
     post_input_is_validated_and_trimmed,
     votes_are_idempotent_and_counted,
+    concurrent_votes_and_unvotes_keep_the_count_exact,
     emails_are_shown_only_to_their_owner_and_admins,
 );
 
@@ -364,4 +365,59 @@ async fn emails_are_shown_only_to_their_owner_and_admins(db: TestDb) {
         .await
         .ok();
     assert!(unknown.data("user").is_null());
+}
+
+async fn concurrent_votes_and_unvotes_keep_the_count_exact(db: TestDb) {
+    let app = db.spawn().await;
+    let alice = app.signed_up("alice").await;
+    let post = app.post(&alice.access, "Hot", true).await;
+    let mut voters = Vec::new();
+    for i in 0..10 {
+        voters.push(app.signed_up(&format!("voter{i}")).await);
+    }
+    let vote = "mutation($id: ID!) { votePost(id: $id) { id } }";
+    let unvote = "mutation($id: ID!) { unvotePost(id: $id) { id } }";
+    // Every voter votes and withdraws several times, all at once, each in its own order:
+    // votes race with votes, withdrawals with withdrawals, and both with each other's.
+    let requests = voters.iter().enumerate().flat_map(|(i, voter)| {
+        (0..6).map(move |k| {
+            let doc = if (i + k) % 3 == 0 { unvote } else { vote };
+            (voter, doc)
+        })
+    });
+    let answers = futures::future::join_all(
+        requests.map(|(voter, doc)| app.gql(Some(&voter.access), doc, json!({ "id": post }))),
+    )
+    .await;
+    for res in answers {
+        res.ok();
+    }
+    // The count is the number of voters whose vote stands, however the race ended.
+    let get = "query($id: ID!) { post(id: $id) { voteCount viewerHasVoted } }";
+    let mut standing = 0;
+    for voter in &voters {
+        let res = app
+            .gql(Some(&voter.access), get, json!({ "id": post }))
+            .await;
+        if res.data("post.viewerHasVoted") == true {
+            standing += 1;
+        }
+    }
+    let res = app
+        .gql(Some(&alice.access), get, json!({ "id": post }))
+        .await;
+    assert_eq!(res.data("post.voteCount"), standing);
+    // And it stays exact from there: everyone withdraws, then one votes.
+    let withdrawals = voters
+        .iter()
+        .map(|voter| app.gql(Some(&voter.access), unvote, json!({ "id": post })));
+    futures::future::join_all(withdrawals).await;
+    let res = app
+        .gql(
+            Some(&voters[0].access),
+            "mutation($id: ID!) { votePost(id: $id) { voteCount } }",
+            json!({ "id": post }),
+        )
+        .await;
+    assert_eq!(res.data("votePost.voteCount"), 1, "{}", res.body);
 }
