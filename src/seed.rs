@@ -190,6 +190,7 @@ pub async fn seed(db: &Db, passwords: &Passwords, plan: Plan) -> AppResult<Repor
                 published,
                 created_at,
                 updated_at: created_at,
+                vote_count: 0,
             }
         })
         .collect();

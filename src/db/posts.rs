@@ -25,6 +25,9 @@ pub struct PostRow {
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
     pub updated_at: DateTime<Utc>,
+    /// How many users had voted for it when it was read (kept on the post by
+    /// [`crate::db::votes`]).
+    pub vote_count: i64,
 }
 
 impl PostRow {
@@ -45,7 +48,7 @@ impl Keyed for PostRow {
 
 macro_rules! post_columns {
     () => {
-        "id, author_id, title, body, published, created_at, updated_at"
+        "id, author_id, title, body, published, created_at, updated_at, vote_count"
     };
 }
 

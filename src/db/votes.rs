@@ -1,6 +1,6 @@
 //! The `votes` table: at most one vote per user and post.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -133,25 +133,6 @@ async fn change(db: &Db, post_id: Uuid, user_id: Uuid, change: Change) -> Result
     .await)?;
     tx.commit().await?;
     Ok(count.unwrap_or(0))
-}
-
-/// The number of votes of each post; posts without votes are absent. Read from the
-/// count each post keeps. (IN lists as in [`crate::db::users::find_many`].)
-#[tracing::instrument(skip_all, fields(posts = posts.len()))]
-pub async fn counts(
-    mut conn: impl AsConn,
-    posts: &[Uuid],
-) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
-    if posts.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<(Uuid, i64)> = crate::fetch_all_in!(
-        &mut conn,
-        "SELECT id, vote_count FROM posts WHERE vote_count > 0 AND id {ids}",
-        [],
-        posts
-    )?;
-    Ok(rows.into_iter().collect())
 }
 
 /// Which of `posts` `user_id` has voted for.

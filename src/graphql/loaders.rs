@@ -87,7 +87,6 @@ impl<K: Key> Default for Waiting<K> {
 #[derive(Default)]
 pub struct Pending {
     users: Waiting<Uuid>,
-    vote_counts: Waiting<VoteCount>,
     has_voted: Waiting<HasVoted>,
     author_posts: Waiting<AuthorPosts>,
 }
@@ -273,10 +272,6 @@ pub async fn drive<F: Future>(batches: Arc<Batches>, execution: F) -> F::Output 
     .await
 }
 
-/// The number of votes of a post.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct VoteCount(pub Uuid);
-
 /// Whether a viewer has voted for a post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HasVoted {
@@ -310,24 +305,6 @@ impl Key for Uuid {
         let mut conn = db.acquire().await?;
         let rows = users::find_many(&mut conn, &ids).await?;
         Ok(rows.into_iter().map(|u| (u.id, u)).collect())
-    }
-}
-
-impl Key for VoteCount {
-    type Value = i64;
-
-    fn waiting(pending: &mut Pending) -> &mut Waiting<Self> {
-        &mut pending.vote_counts
-    }
-
-    async fn load(db: Db, keys: Vec<VoteCount>) -> Result<HashMap<VoteCount, i64>, LoadError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let mut conn = db.acquire().await?;
-        let counts = votes::counts(&mut conn, &ids).await?;
-        Ok(keys
-            .iter()
-            .map(|k| (*k, counts.get(&k.0).copied().unwrap_or(0)))
-            .collect())
     }
 }
 

@@ -6,7 +6,7 @@ use super::{
     connection::{PageCursor, connection, page_request},
     context::{identity, loader, parse_id, posts},
     guards::{CanWrite, RoleAtLeast, SignedIn},
-    loaders::{HasVoted, VoteCount},
+    loaders::HasVoted,
     types::{CreatePostInput, Post, UpdatePostInput, User},
 };
 use crate::{
@@ -28,16 +28,8 @@ impl Post {
     }
 
     /// How many users have voted for the post.
-    async fn vote_count(&self, ctx: &Context<'_>) -> Result<i32> {
-        if let Some(count) = self.vote_count {
-            return Ok(i32::try_from(count).unwrap_or(i32::MAX));
-        }
-        let count = loader(ctx)
-            .load_one(VoteCount(self.uuid))
-            .await
-            .map_err(AppError::internal)?
-            .unwrap_or(0);
-        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    async fn vote_count(&self) -> i32 {
+        i32::try_from(self.vote_count).unwrap_or(i32::MAX)
     }
 
     /// Whether the caller has voted for the post.

@@ -117,7 +117,7 @@ fn selects_current_state(document: &ExecutableDocument, set: &SelectionSet, dept
 
 fn with_count(row: crate::db::posts::PostRow, count: i64) -> Post {
     Post {
-        vote_count: Some(count),
+        vote_count: count,
         ..Post::from(row)
     }
 }

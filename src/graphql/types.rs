@@ -112,9 +112,9 @@ pub struct Post {
     /// The author's id.
     #[graphql(skip)]
     pub author_id: Uuid,
-    /// The vote count, when it is already known.
+    /// The vote count, read with the post.
     #[graphql(skip)]
-    pub vote_count: Option<i64>,
+    pub vote_count: i64,
 }
 
 impl From<PostRow> for Post {
@@ -128,7 +128,7 @@ impl From<PostRow> for Post {
             updated_at: row.updated_at,
             uuid: row.id,
             author_id: row.author_id,
-            vote_count: None,
+            vote_count: row.vote_count,
         }
     }
 }

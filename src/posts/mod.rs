@@ -127,6 +127,7 @@ impl Posts {
             published: new.published,
             created_at: now,
             updated_at: now,
+            vote_count: 0,
         };
         self.throttle
             .write(who.user.id, write_cost([&*post.title, &*post.body]))
@@ -181,17 +182,7 @@ impl Posts {
         .await?
         .ok_or_else(not_found)?;
         if updated.published != post.published {
-            // The change is made already: failing to count only means no announcement.
-            match votes::counts(&mut conn, &[updated.id]).await {
-                Ok(counts) => {
-                    self.announce(&updated, counts.get(&updated.id).copied().unwrap_or(0));
-                }
-                Err(e) => tracing::warn!(
-                    post_id = %updated.id,
-                    error = %e,
-                    "could not count votes to announce"
-                ),
-            }
+            self.announce(&updated, updated.vote_count);
         }
         if updated.published && !post.published {
             self.events
@@ -224,9 +215,10 @@ impl Posts {
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn vote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
         self.throttle.write(who.user.id, 1).await?;
-        let post = self.visible(&mut self.db.acquire().await?, who, id).await?;
+        let mut post = self.visible(&mut self.db.acquire().await?, who, id).await?;
         match votes::add(&self.db, id, who.user.id, db::now()).await {
             Ok(count) => {
+                post.vote_count = count;
                 self.announce(&post, count);
                 Ok(post)
             }
@@ -240,9 +232,9 @@ impl Posts {
     #[tracing::instrument(skip_all, fields(user_id = %who.user.id, %id))]
     pub async fn unvote(&self, who: &Identity, id: Uuid) -> AppResult<PostRow> {
         self.throttle.write(who.user.id, 1).await?;
-        let post = self.visible(&mut self.db.acquire().await?, who, id).await?;
-        let count = votes::remove(&self.db, id, who.user.id).await?;
-        self.announce(&post, count);
+        let mut post = self.visible(&mut self.db.acquire().await?, who, id).await?;
+        post.vote_count = votes::remove(&self.db, id, who.user.id).await?;
+        self.announce(&post, post.vote_count);
         Ok(post)
     }
 
@@ -270,11 +262,7 @@ impl Posts {
         else {
             return Ok(None);
         };
-        let count = votes::counts(&mut conn, &[id])
-            .await?
-            .get(&id)
-            .copied()
-            .unwrap_or(0);
+        let count = post.vote_count;
         Ok(Some((post, count)))
     }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{BATCH, Owed};
 use crate::{
-    db::{self, posts, votes},
+    db::{self, posts},
     events::{
         Event, Local, PubSub, Topic,
         wire::{Kind, Notice},
@@ -171,12 +171,11 @@ impl Worker {
         }
         let mut conn = self.db.acquire().await?;
         let rows = posts::find_many(&mut conn, &ids).await?;
-        let counts = votes::counts(&mut conn, &ids).await?;
         for id in ids {
-            let now = rows.iter().find(|r| r.id == id).map(|row| {
-                let count = counts.get(&id).copied().unwrap_or(0);
-                (Arc::new(row.clone()), count)
-            });
+            let now = rows
+                .iter()
+                .find(|r| r.id == id)
+                .map(|row| (Arc::new(row.clone()), row.vote_count));
             self.local.publish(Event::PostChanged { post_id: id, now });
         }
         Ok(())
