@@ -2,10 +2,12 @@
 //! instances in turn, while hundreds of WebSocket subscribers spread over all of them
 //! receive `postCreated`. Reports how long a post takes to reach the subscribers on the
 //! other instances (from the moment its writer got the answer), the share of posts each
-//! subscriber received, and how many it received twice.
+//! subscriber received, and how many it received twice. Then, session by session, how
+//! long a session ended on one instance goes on being served by another (from the moment
+//! the logout was answered to the first refusal).
 //!
 //! `cargo run --release --example cluster -- <base URL>… [--sockets N] [--seconds S]
-//! [--rate R] [--failed-writes-allowed]`, the instances sharing one PostgreSQL database,
+//! [--rate R] [--revocations N] [--failed-writes-allowed]`, the instances sharing one PostgreSQL database,
 //! with brute-force protection loose enough for the sign-ups (`bench/cluster.sh` starts
 //! them so). Says `subscribed` on stderr once every subscriber listens, and prints one
 //! JSON object at the end.
@@ -33,6 +35,7 @@ struct Options {
     sockets: usize,
     seconds: u64,
     rate: u32,
+    revocations: usize,
     failed_writes_allowed: bool,
 }
 
@@ -43,6 +46,7 @@ fn options() -> Options {
         sockets: 300,
         seconds: 15,
         rate: 20,
+        revocations: 40,
         failed_writes_allowed: false,
     };
     while let Some(arg) = args.next() {
@@ -51,6 +55,7 @@ fn options() -> Options {
             "--sockets" => options.sockets = value().parse().expect("a number of sockets"),
             "--seconds" => options.seconds = value().parse().expect("a number of seconds"),
             "--rate" => options.rate = value().parse().expect("posts per second"),
+            "--revocations" => options.revocations = value().parse().expect("a number of sessions"),
             "--failed-writes-allowed" => options.failed_writes_allowed = true,
             base => options.bases.push(base.trim_end_matches('/').to_owned()),
         }
@@ -92,6 +97,49 @@ async fn gql(
     try_gql(client, base, token, query, variables)
         .await
         .unwrap_or_else(|e| panic!("{query}: {e}"))
+}
+
+/// How long, in ms, a session signed in and ended on one instance goes on being served by
+/// the next, which knew it to be live: from the logout's answer to the first refusal, each
+/// of `rounds` sessions of `name`'s account. `None` for a session still served after 10 s.
+async fn revocations(
+    client: &reqwest::Client,
+    bases: &[String],
+    name: &str,
+    rounds: usize,
+) -> Vec<Option<f64>> {
+    let me = "{ me { id } }";
+    let mut lags = Vec::new();
+    for r in 0..rounds {
+        let (here, there) = (&bases[r % bases.len()], &bases[(r + 1) % bases.len()]);
+        let data = gql(
+            client,
+            here,
+            None,
+            "mutation($i: LoginInput!) { login(input: $i) { accessToken } }",
+            json!({ "i": { "email": format!("{name}@example.com"), "password": PASSWORD } }),
+        )
+        .await;
+        let token = data["login"]["accessToken"].as_str().expect("a token");
+        for _ in 0..3 {
+            gql(client, there, Some(token), me, json!({})).await;
+        }
+        gql(client, here, Some(token), "mutation { logout }", json!({})).await;
+        let ended = Instant::now();
+        let mut lag = None;
+        while ended.elapsed() < Duration::from_secs(10) {
+            match try_gql(client, there, Some(token), me, json!({})).await {
+                Ok(_) => {}
+                Err(e) if e.contains("UNAUTHENTICATED") => {
+                    lag = Some(ended.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                Err(e) => panic!("{me}: {e}"),
+            }
+        }
+        lags.push(lag);
+    }
+    lags
 }
 
 async fn sign_up(client: &reqwest::Client, base: &str, name: &str) -> String {
@@ -280,6 +328,16 @@ async fn main() {
     }
     cross.sort_by(f64::total_cmp);
     same.sort_by(f64::total_cmp);
+    let lags = revocations(
+        &client,
+        &options.bases,
+        &format!("w{run}"),
+        options.revocations,
+    )
+    .await;
+    let never = lags.iter().filter(|l| l.is_none()).count();
+    let mut lags: Vec<f64> = lags.into_iter().flatten().collect();
+    lags.sort_by(f64::total_cmp);
     let expected = written.len() * subscribers.len();
     let summary = json!({
         "instances": options.bases.len(),
@@ -300,6 +358,13 @@ async fn main() {
             "p50": percentile(&same, 50.0),
             "p99": percentile(&same, 99.0),
             "max": same.last().copied().unwrap_or(f64::NAN),
+        },
+        "revocations": lags.len() + never,
+        "revocations_still_served": never,
+        "revocation_ms": {
+            "p50": percentile(&lags, 50.0),
+            "p99": percentile(&lags, 99.0),
+            "max": lags.last().copied().unwrap_or(f64::NAN),
         },
     });
     println!("{summary}");

@@ -10,12 +10,14 @@
 #                               three rounds of 15 s with protection on and off
 #   bench/cluster.sh --quick    60 sockets, 3 s, one round (a check, not a measurement)
 #
+# It also measures how long a session ended on one instance is still served by another.
+#
 # Settings (environment): BENCH_POSTGRES (postgres://postgres@127.0.0.1:5432),
 # BENCH_PORT (18090, and the next two ports), BENCH_SOCKETS, BENCH_DURATION,
 # BENCH_LOGIN_CONNECTIONS (8).
 #
-# Exits non-zero if a post was delivered twice, or not to every subscriber, or if a
-# sign-in failed.
+# Exits non-zero if a post was delivered twice, or not to every subscriber, if a sign-in
+# failed, or if an ended session was still served after 10 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -205,6 +207,7 @@ status=0
     echo "| Same-instance delivery p50 / p99, ms | $(e '.same_instance_ms | "\(.p50 | .*100|round/100) / \(.p99 | .*100|round/100)"') | | |"
     echo "| Delivered ($(e .sockets) sockets × $(e .posts) posts) | $(e '.delivered_share * 100 | .*100|round/100')% | 100% | $( [ "$(e .delivered)" = "$(e .expected_deliveries)" ] && echo met || echo MISSED) |"
     echo "| Duplicates | $(e .duplicates) | 0 | $( [ "$(e .duplicates)" = 0 ] && echo met || echo MISSED) |"
+    echo "| A session ended on one instance, still served by another that knew it live, p50 / p99 / max, ms ($(e .revocations) sessions) | $(e '.revocation_ms | "\(.p50 | .*100|round/100) / \(.p99 | .*100|round/100) / \(.max | .*100|round/100)"') | max ≤ 100 | $(awk -v v="$(e .revocation_ms.max)" 'BEGIN { print (v <= 100 ? "met" : "MISSED") }') |"
     echo "| Sign-ins/s, $login_connections connections, on / off in each of $rounds rounds | $on_rps / $off_rps (median ×$ratio; ${ratios[*]}) | within 5% | $(awk -v r="$ratio" 'BEGIN { print (r >= 0.95 ? "met" : "MISSED") }') |"
     echo "| CPU per sign-in, quire + PostgreSQL, on / off, ms | $cpu_on_q + $cpu_on_p / $cpu_off_q + $cpu_off_p (PostgreSQL $pg_added) | | |"
     echo "| The limiter's statements in one sign-in, one connection (the settling one alongside the session's transaction) | $limiter | | |"
@@ -212,6 +215,7 @@ status=0
     echo "| Sign-in p50 on one connection, on − off (median of $rounds rounds: ${diffs[*]}), ms | $added | | |"
 } | tee "$work/report.md"
 [ "$(e .duplicates)" = 0 ] || { echo "FAIL: posts delivered twice" >&2; status=1; }
+[ "$(e .revocations_still_served)" = 0 ] || { echo "FAIL: an ended session was still served after 10 s" >&2; status=1; }
 [ "$(e .delivered)" = "$(e .expected_deliveries)" ] || { echo "FAIL: posts not delivered to every subscriber" >&2; status=1; }
 for f in "$work"/on.* "$work"/off.* "$work"/on1.* "$work"/off1.*; do
     [[ "$f" == *.limiter* || "$f" == *.cpu ]] && continue

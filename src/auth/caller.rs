@@ -1,15 +1,17 @@
 //! Who is calling: the credentials of one request (an access token or an API key) and,
 //! loaded lazily, their identity.
 //!
-//! The identity is read from the database at most once per request, and only when a
-//! resolver asks for it, so `login` costs nothing extra while `me` sees logout, revocation
-//! and password changes at the very next request rather than when the token expires.
+//! The identity is found at most once per request, and only when a resolver asks for it,
+//! so `login` costs nothing extra while `me` sees logout, revocation and password changes
+//! at the very next request rather than when the token expires. A session's identity is
+//! read from the database, or taken from [`SessionCache`](super::session_cache) when this
+//! instance knows the session to be live.
 
 use chrono::Duration;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use super::{Auth, Claims, api_key::Scopes};
+use super::{Auth, Claims, api_key::Scopes, session_cache::LiveSession};
 use crate::{
     db::{
         self, sessions,
@@ -195,18 +197,34 @@ impl Caller {
 
 async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'static str>> {
     const ENDED: &str = "this session has ended; sign in again";
-    let mut conn = auth.db.acquire().await?;
-    let Some(row) = sessions::find_with_user(&mut conn, claims.sid).await? else {
-        return Ok(Err(ENDED));
-    };
     let now = db::now();
-    if !row.is_live_for(claims.sub, now) {
-        return Ok(Err(ENDED));
-    }
-    if row.last_used_at < now - TOUCH_EVERY {
+    let cache = &auth.live_sessions;
+    let live = match cache.get(claims.sid, claims.sub, now) {
+        Some(live) => live,
+        None => {
+            let ticket = cache.ticket();
+            let mut conn = auth.db.acquire().await?;
+            let Some(row) = sessions::find_with_user(&mut conn, claims.sid).await? else {
+                return Ok(Err(ENDED));
+            };
+            if !row.is_live_for(claims.sub, now) {
+                return Ok(Err(ENDED));
+            }
+            let live = LiveSession {
+                session_id: row.session_id,
+                user: row.user,
+                expires_at: row.expires_at,
+                last_used_at: row.last_used_at,
+            };
+            cache.keep(ticket, live.clone());
+            live
+        }
+    };
+    if live.last_used_at < now - TOUCH_EVERY {
         // Off the request's path: the caller does not wait for this write.
+        cache.used(live.session_id, now);
         let db = auth.db.clone();
-        let session_id = row.session_id;
+        let session_id = live.session_id;
         let task = async move {
             let touched = async {
                 let mut conn = db.acquire().await?;
@@ -219,7 +237,7 @@ async fn load(auth: &Auth, claims: &Claims) -> AppResult<Result<Identity, &'stat
         crate::db::kept::detach(task);
     }
     Ok(Ok(Identity {
-        user: row.user,
-        credential: Credential::Session(row.session_id),
+        user: live.user,
+        credential: Credential::Session(live.session_id),
     }))
 }

@@ -17,6 +17,7 @@ pub mod password;
 pub mod refresh;
 pub mod refresh_token;
 pub mod register;
+pub mod session_cache;
 pub mod throttle;
 pub mod validate;
 
@@ -56,6 +57,8 @@ pub struct Auth {
     pub config: AuthConfig,
     /// Where ended sessions and keys are announced.
     pub events: Events,
+    /// The sessions this instance knows to be live, forgotten as they change.
+    pub live_sessions: std::sync::Arc<session_cache::SessionCache>,
 }
 
 /// What the client told us about itself, kept with its session.
@@ -108,8 +111,11 @@ impl Auth {
         throttle: crate::config::ThrottleConfig,
         events: Events,
     ) -> Self {
+        let live_sessions = std::sync::Arc::new(session_cache::SessionCache::default());
+        events.watch_access(live_sessions.clone());
         Self {
             events,
+            live_sessions,
             throttle: throttle::Throttle::for_db(throttle, &db),
             db,
             access_tokens: AccessTokens::new(

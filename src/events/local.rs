@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt, stream::BoxStream};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
-use super::{Event, PubSub, Topic};
+use super::{AccessWatch, Event, PubSub, Topic, watch::Watchers};
 
 /// How many events a subscriber may fall behind before it misses some.
 const BACKLOG: usize = 1024;
@@ -27,9 +27,15 @@ type Channels = Mutex<HashMap<Topic, broadcast::Sender<Event>>>;
 #[derive(Default, Clone)]
 pub struct Local {
     channels: Arc<Channels>,
+    watchers: Watchers,
 }
 
 impl Local {
+    /// Those told of every access change here.
+    pub(super) fn watchers(&self) -> &Watchers {
+        &self.watchers
+    }
+
     /// Whether anyone here listens to `topic`.
     pub fn has_subscribers(&self, topic: Topic) -> bool {
         self.channels
@@ -53,11 +59,18 @@ impl Local {
 
 impl PubSub for Local {
     fn publish(&self, event: Event) {
+        if let Event::AccessChanged { user_id } = event {
+            self.watchers.changed(user_id);
+        }
         let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sender) = channels.get(&event.topic()) {
             // An error means its last subscriber has just left.
             let _ = sender.send(event);
         }
+    }
+
+    fn watch_access(&self, watcher: Arc<dyn AccessWatch>) {
+        self.watchers.add(watcher);
     }
 
     fn subscribe(&self, topic: Topic) -> BoxStream<'static, Event> {

@@ -11,6 +11,7 @@
 
 mod local;
 mod shared;
+mod watch;
 mod wire;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 pub use local::Local;
 pub use shared::{ListenerError, Shared};
+pub use watch::AccessWatch;
 
 use crate::db::posts::PostRow;
 
@@ -76,6 +78,10 @@ pub trait PubSub: Send + Sync + 'static {
     /// Every event of `topic` published from now on. A subscriber too slow to keep up
     /// misses events rather than holding publishers back.
     fn subscribe(&self, topic: Topic) -> BoxStream<'static, Event>;
+
+    /// Tells `watcher` of every access change from now on, made here or elsewhere, as
+    /// soon as this instance hears of it, and of whether it hears them all.
+    fn watch_access(&self, watcher: Arc<dyn AccessWatch>);
 }
 
 /// The application's event bus: cheap to clone, shared by services and subscriptions.
@@ -96,6 +102,12 @@ impl Events {
     /// Every event of `topic` published from now on.
     pub fn subscribe(&self, topic: Topic) -> BoxStream<'static, Event> {
         self.0.subscribe(topic)
+    }
+
+    /// Tells `watcher` of every access change from now on, and of whether this instance
+    /// hears them all.
+    pub fn watch_access(&self, watcher: Arc<dyn AccessWatch>) {
+        self.0.watch_access(watcher);
     }
 }
 

@@ -36,6 +36,7 @@ on_postgres!(
     a_failing_limiter_refuses_rather_than_waves_through,
     new_posts_and_votes_reach_subscribers_on_other_instances,
     a_sign_out_on_one_instance_closes_sockets_on_the_others_at_once,
+    a_session_ended_on_one_instance_is_refused_on_the_others_at_once,
     events_survive_the_listener_being_cut_off,
     an_instance_with_another_key_refuses_to_start,
     keys_change_without_signing_anyone_out,
@@ -336,6 +337,68 @@ async fn a_sign_out_on_one_instance_closes_sockets_on_the_others_at_once(db: Tes
     assert_eq!(phone_on_c.closed(Duration::from_secs(1)).await, 4401);
 }
 
+/// Sends `me` to `node` until it is refused, for at most a second: each instance keeps
+/// sessions it knows to be live for five seconds unless it hears they ended, so a refusal
+/// within a second is the notice's doing.
+async fn refused_within_a_second(node: &Remote, token: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let res = node.me(token).await;
+        if res.body["errors"].is_array() {
+            assert_eq!(res.code(), "UNAUTHENTICATED", "{}", res.body);
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still served a second after the session ended: {}",
+            res.body
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn a_session_ended_on_one_instance_is_refused_on_the_others_at_once(db: TestDb) {
+    let cluster = Cluster::start(&db, &[]).await;
+    let (a, b, c) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    let laptop = a.signed_up("ada").await;
+    let phone = b.signed_in("ada").await;
+    // Known to be live on every instance.
+    for node in [a, b, c] {
+        for tokens in [&laptop, &phone] {
+            node.me(&tokens.access).await.ok();
+            node.me(&tokens.access).await.ok();
+        }
+    }
+    // Ended on A: refused there at once, and on B and C as soon as they hear of it.
+    a.gql(Some(&laptop.access), "mutation { logout }", json!({}))
+        .await
+        .ok();
+    assert_eq!(a.me(&laptop.access).await.code(), "UNAUTHENTICATED");
+    refused_within_a_second(b, &laptop.access).await;
+    refused_within_a_second(c, &laptop.access).await;
+    // The other session of the same account is still served everywhere.
+    for node in [a, b, c] {
+        node.me(&phone.access).await.ok();
+    }
+    // Every session ended by a password change on C, the one that changed it aside.
+    let fresh = c.signed_in("ada").await;
+    for node in [a, b] {
+        node.me(&fresh.access).await.ok();
+    }
+    c.gql(
+        Some(&fresh.access),
+        "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
+        json!({ "c": PASSWORD, "n": "another correct horse battery" }),
+    )
+    .await
+    .ok();
+    refused_within_a_second(a, &phone.access).await;
+    refused_within_a_second(b, &phone.access).await;
+    for node in [a, b, c] {
+        node.me(&fresh.access).await.ok();
+    }
+}
+
 async fn events_survive_the_listener_being_cut_off(db: TestDb) {
     let cluster = Cluster::start(&db, &[]).await;
     let (a, c) = (cluster.node(0), cluster.node(2));
@@ -522,9 +585,20 @@ async fn a_listener_that_hears_nothing_is_reported_at_start(db: TestDb) {
         .serve_process_logged(&[("QUIRE_LISTENER_DATABASE_URL", &elsewhere.url)])
         .await;
     let logs = deaf.logs().join("\n");
-    elsewhere.remove().await;
     assert!(logs.contains("did not reach the event listener"), "{logs}");
     assert!(logs.contains("QUIRE_LISTENER_DATABASE_URL"), "{logs}");
+    // It cannot hear sessions end elsewhere, so it trusts none it read before: a session
+    // ended on the other instance is refused by the deaf one at the very next request.
+    let (hearing, deaf_node) = (fine.remote(), deaf.remote());
+    let ada = hearing.signed_up("ada").await;
+    deaf_node.me(&ada.access).await.ok();
+    deaf_node.me(&ada.access).await.ok();
+    hearing
+        .gql(Some(&ada.access), "mutation { logout }", json!({}))
+        .await
+        .ok();
+    assert_eq!(deaf_node.me(&ada.access).await.code(), "UNAUTHENTICATED");
+    elsewhere.remove().await;
     // A listener's URL is for PostgreSQL alone.
     let stderr = refused_start(
         &db,

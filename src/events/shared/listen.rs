@@ -12,7 +12,10 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{BeatSent, Owed, send::notify, work::Work};
-use crate::events::wire::{CHANNEL, Kind, Notice};
+use crate::events::{
+    watch::Watchers,
+    wire::{CHANNEL, Kind, Notice},
+};
 
 /// How often an instance sends itself a heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -53,8 +56,9 @@ pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgListener, sq
         .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
 }
 
-/// Sends a notification through `pool` and waits for it on `listener`.
-pub(super) async fn self_test(pool: &PgPool, listener: &mut PgListener, origin: Uuid) {
+/// Sends a notification through `pool` and waits for it on `listener`: whether it came
+/// back.
+pub(super) async fn self_test(pool: &PgPool, listener: &mut PgListener, origin: Uuid) -> bool {
     let probe = Notice::new(origin, Kind::Heartbeat, Uuid::new_v4());
     let came_back = async {
         notify(pool, &[probe]).await?;
@@ -66,7 +70,10 @@ pub(super) async fn self_test(pool: &PgPool, listener: &mut PgListener, origin: 
         }
     };
     match tokio::time::timeout(SELF_TEST, came_back).await {
-        Ok(Ok(())) => tracing::debug!("event listener heard its test notification"),
+        Ok(Ok(())) => {
+            tracing::debug!("event listener heard its test notification");
+            return true;
+        }
         Ok(Err(e)) => tracing::warn!(
             error = %crate::error::chain(&e),
             "the event listener's test notification failed; events from other instances \
@@ -80,6 +87,7 @@ pub(super) async fn self_test(pool: &PgPool, listener: &mut PgListener, origin: 
             SELF_TEST.as_secs()
         ),
     }
+    false
 }
 
 /// The listening task's state.
@@ -92,6 +100,12 @@ pub(super) struct Listening {
     pub(super) beat_sent: BeatSent,
     /// When the last notice was heard.
     pub(super) last_heard: DateTime<Utc>,
+    /// Told of other instances' access changes, and of losing and regaining the listener.
+    pub(super) watchers: Watchers,
+    /// Whether the start-up test heard its notification: when it did not, notices do not
+    /// arrive through this connection, and a reconnected listener does not hear them
+    /// either.
+    pub(super) trusted: bool,
 }
 
 impl Listening {
@@ -112,6 +126,7 @@ impl Listening {
                         Ok(l) => {
                             tracing::info!("event listener reconnected");
                             ::metrics::gauge!("events_listener_connected").set(1.0);
+                            self.watchers.hearing(self.trusted);
                             self.hand(Work::CatchUp(self.last_heard));
                             failures = 0;
                             l
@@ -131,6 +146,7 @@ impl Listening {
             let Some(why) = self.listen(current, &mut stop).await else {
                 return;
             };
+            self.watchers.hearing(false);
             ::metrics::gauge!("events_listener_connected").set(0.0);
             ::metrics::counter!("events_listener_reconnects_total").increment(1);
             tracing::warn!(why, "event listener lost; reconnecting");
@@ -184,6 +200,10 @@ impl Listening {
         let lag = (Utc::now().timestamp_micros() - notice.sent_us).max(0);
         ::metrics::histogram!("events_notification_lag_seconds").record(lag as f64 / 1e6);
         if notice.origin != self.origin && notice.kind != Kind::Heartbeat {
+            if notice.kind == Kind::Access {
+                // At once, before the worker's queue: caches must forget what ended.
+                self.watchers.changed(notice.id);
+            }
             self.hand(Work::Notice(notice));
         }
     }

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{
-    Event, Local, PubSub, Topic,
+    AccessWatch, Event, Local, PubSub, Topic,
     wire::{Kind, Notice},
 };
 use crate::db;
@@ -80,11 +80,14 @@ impl Shared {
         let mut listener = connect(&options)
             .await
             .map_err(|e| ListenerError(crate::error::chain(&e)))?;
-        self_test(&pool, &mut listener, origin).await;
+        let trusted = self_test(&pool, &mut listener, origin).await;
+        let local = Local::default();
+        if !trusted {
+            local.watchers().hearing(false);
+        }
         let (stop, stopped) = watch::channel(());
         let (outbox, outgoing) = mpsc::channel(QUEUE);
         let (work, incoming) = mpsc::channel(QUEUE);
-        let local = Local::default();
         let delivered = Arc::new(Delivered::default());
         let beat_sent = Arc::new(Mutex::new(None));
         let owed = Arc::new(Mutex::new(None));
@@ -110,6 +113,8 @@ impl Shared {
                 owed,
                 beat_sent,
                 last_heard: Utc::now(),
+                watchers: local.watchers().clone(),
+                trusted,
             }
             .run(listener, stopped),
         );
@@ -158,6 +163,10 @@ impl PubSub for Shared {
 
     fn subscribe(&self, topic: Topic) -> BoxStream<'static, Event> {
         self.local.subscribe(topic)
+    }
+
+    fn watch_access(&self, watcher: Arc<dyn AccessWatch>) {
+        self.local.watch_access(watcher);
     }
 }
 
