@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::page::{Cursor, Keyed, Page, PageRequest};
-use crate::{db::AsConn, execute, sql};
+use crate::{
+    db::{AsConn, users::Role},
+    execute, sql,
+};
 
 /// A row of `posts`.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -165,43 +168,130 @@ pub async fn delete(mut conn: impl AsConn, id: Uuid) -> Result<bool, sqlx::Error
     )? == 1)
 }
 
-/// A page of published posts, newest first, optionally by one author.
+/// A post of a page read with its author and whether the viewer has voted for it, so
+/// that a page costs one statement whatever it shows of them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PostWithAuthor {
+    /// The post.
+    #[sqlx(flatten)]
+    pub post: PostRow,
+    /// The author's username.
+    pub author_username: String,
+    /// The author's email address.
+    pub author_email: String,
+    /// The author's role.
+    #[sqlx(try_from = "String")]
+    pub author_role: Role,
+    /// When the author's account was created.
+    pub author_created_at: DateTime<Utc>,
+    /// When the author's account was deactivated, if it was.
+    pub author_deactivated_at: Option<DateTime<Utc>>,
+    /// Whether the viewer has voted for the post.
+    pub viewer_voted: bool,
+}
+
+impl Keyed for PostWithAuthor {
+    fn cursor(&self) -> Cursor {
+        self.post.cursor()
+    }
+}
+
+/// What a page of published posts reads beside each post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beside {
+    /// Nothing: the posts alone.
+    Nothing,
+    /// The author, and whether this viewer has voted for the post.
+    AuthorAndVoteOf(Uuid),
+}
+
+/// The statement of a page of published posts, for each shape: with or without an
+/// author, with or without a cursor, the posts alone or with their authors and the
+/// viewer's votes. Built once.
 ///
-/// One static statement per shape (with or without an author, with or without a cursor)
-/// rather than `$n IS NULL OR …`: a prepared statement's generic plan cannot use an
-/// optional condition as an index bound, and would read through every row before the
-/// cursor, as OFFSET does.
+/// One static statement per shape rather than `$n IS NULL OR …`: a prepared statement's
+/// generic plan cannot use an optional condition as an index bound, and would read
+/// through every row before the cursor, as OFFSET does. The authors and votes are joined
+/// to the page once it is cut, so that the page's own plan is the index seek it was.
+fn published_sql(by_author: bool, after: bool, beside: bool) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..8)
+            .map(|i| build_published_sql(i & 1 != 0, i & 2 != 0, i & 4 != 0))
+            .collect()
+    });
+    &SQL[usize::from(by_author) | usize::from(after) << 1 | usize::from(beside) << 2]
+}
+
+fn build_published_sql(by_author: bool, after: bool, beside: bool) -> String {
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    let mut conditions = Vec::new();
+    if by_author {
+        conditions.push(format!("author_id = {}", next()));
+    }
+    conditions.push(format!("published = {}", next()));
+    if after {
+        conditions.push(format!("(created_at, id) < ({}, {})", next(), next()));
+    }
+    let page = format!(
+        "SELECT {} FROM posts WHERE {} ORDER BY created_at DESC, id DESC LIMIT {}",
+        post_columns!(),
+        conditions.join(" AND "),
+        next()
+    );
+    if !beside {
+        return page;
+    }
+    format!(
+        "SELECT p.*, u.username AS author_username, u.email AS author_email, \
+         u.role AS author_role, u.created_at AS author_created_at, \
+         u.deactivated_at AS author_deactivated_at, \
+         EXISTS (SELECT 1 FROM votes v WHERE v.post_id = p.id AND v.user_id = {viewer}) \
+         AS viewer_voted \
+         FROM ({page}) p JOIN users u ON u.id = p.author_id \
+         ORDER BY p.created_at DESC, p.id DESC",
+        viewer = next()
+    )
+}
+
+/// A page of published posts, newest first, optionally by one author.
 #[tracing::instrument(skip_all)]
 pub async fn published(
-    mut conn: impl AsConn,
+    conn: impl AsConn,
     author_id: Option<Uuid>,
     page: &PageRequest,
 ) -> Result<Page<PostRow>, sqlx::Error> {
-    let sql = match (author_id.is_some(), page.after.is_some()) {
-        (false, false) => concat!(
-            "SELECT ",
-            post_columns!(),
-            " FROM posts WHERE published = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
-        ),
-        (false, true) => concat!(
-            "SELECT ",
-            post_columns!(),
-            " FROM posts WHERE published = $1 AND (created_at, id) < ($2, $3) \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
-        ),
-        (true, false) => concat!(
-            "SELECT ",
-            post_columns!(),
-            " FROM posts WHERE author_id = $1 AND published = $2 \
-             ORDER BY created_at DESC, id DESC LIMIT $3"
-        ),
-        (true, true) => concat!(
-            "SELECT ",
-            post_columns!(),
-            " FROM posts WHERE author_id = $1 AND published = $2 \
-             AND (created_at, id) < ($3, $4) ORDER BY created_at DESC, id DESC LIMIT $5"
-        ),
-    };
+    published_page(conn, author_id, page, None).await
+}
+
+/// A page of published posts, newest first, optionally by one author, each with its
+/// author and whether `viewer` has voted for it.
+#[tracing::instrument(skip_all)]
+pub async fn published_with_authors(
+    conn: impl AsConn,
+    author_id: Option<Uuid>,
+    page: &PageRequest,
+    viewer: Uuid,
+) -> Result<Page<PostWithAuthor>, sqlx::Error> {
+    published_page(conn, author_id, page, Some(viewer)).await
+}
+
+async fn published_page<R>(
+    mut conn: impl AsConn,
+    author_id: Option<Uuid>,
+    page: &PageRequest,
+    viewer: Option<Uuid>,
+) -> Result<Page<R>, sqlx::Error>
+where
+    R: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+{
+    let sql = published_sql(author_id.is_some(), page.after.is_some(), viewer.is_some());
     let rows = sql!(&mut conn, |c| {
         let mut q = sqlx::query_as(sql);
         if let Some(author) = author_id {
@@ -211,7 +301,11 @@ pub async fn published(
         if let Some(after) = page.after {
             q = q.bind(after.created_at).bind(after.id);
         }
-        q.bind(page.limit()).fetch_all(c).await
+        q = q.bind(page.limit());
+        if let Some(viewer) = viewer {
+            q = q.bind(viewer);
+        }
+        q.fetch_all(c).await
     })?;
     Ok(Page::from_rows(rows, page))
 }

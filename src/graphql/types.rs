@@ -8,7 +8,12 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Authenticated, api_key::Scopes},
-    db::{api_keys::ApiKeyRow, posts::PostRow, sessions::SessionRow, users},
+    db::{
+        api_keys::ApiKeyRow,
+        posts::{PostRow, PostWithAuthor},
+        sessions::SessionRow,
+        users,
+    },
 };
 
 /// What an account may do.
@@ -115,6 +120,12 @@ pub struct Post {
     /// The vote count, read with the post.
     #[graphql(skip)]
     pub vote_count: i64,
+    /// The author, when read with the post.
+    #[graphql(skip)]
+    pub author: Option<User>,
+    /// Whether the caller has voted for the post, when read with it.
+    #[graphql(skip)]
+    pub viewer_voted: Option<bool>,
 }
 
 impl From<PostRow> for Post {
@@ -129,6 +140,28 @@ impl From<PostRow> for Post {
             uuid: row.id,
             author_id: row.author_id,
             vote_count: row.vote_count,
+            author: None,
+            viewer_voted: None,
+        }
+    }
+}
+
+impl From<PostWithAuthor> for Post {
+    fn from(row: PostWithAuthor) -> Self {
+        let author = User {
+            id: ID(row.post.author_id.to_string()),
+            username: row.author_username,
+            role: row.author_role.into(),
+            created_at: row.author_created_at,
+            active: row.author_deactivated_at.is_none(),
+            uuid: row.post.author_id,
+            email_address: row.author_email,
+            shown_to_self: false,
+        };
+        Self {
+            author: Some(author),
+            viewer_voted: Some(row.viewer_voted),
+            ..row.post.into()
         }
     }
 }

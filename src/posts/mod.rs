@@ -11,7 +11,7 @@ use crate::{
     db::{
         self, Db,
         page::{Page, PageRequest},
-        posts::{self, PostRow},
+        posts::{self, PostRow, PostWithAuthor},
         votes,
     },
     error::{AppError, AppResult},
@@ -275,5 +275,18 @@ impl Posts {
     ) -> AppResult<Page<PostRow>> {
         let mut conn = self.db.acquire().await?;
         Ok(posts::published(&mut conn, author_id, page).await?)
+    }
+
+    /// Published posts, newest first, optionally by one author, each with its author and
+    /// whether `who` has voted for it.
+    #[tracing::instrument(skip_all)]
+    pub async fn published_with_authors(
+        &self,
+        who: &Identity,
+        author_id: Option<Uuid>,
+        page: &PageRequest,
+    ) -> AppResult<Page<PostWithAuthor>> {
+        let mut conn = self.db.acquire().await?;
+        Ok(posts::published_with_authors(&mut conn, author_id, page, who.user.id).await?)
     }
 }
