@@ -13,6 +13,7 @@ pub mod introspection;
 pub mod limits;
 pub mod loaders;
 pub mod operations;
+pub mod parsed;
 pub mod persisted;
 pub mod posts;
 pub mod runner;

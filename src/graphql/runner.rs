@@ -1,7 +1,8 @@
 //! Running one GraphQL operation: what happens to a request around the executor, for
 //! every transport.
 //!
-//! Before: its document is found (in full, or by hash), parsed once, measured with its
+//! Before: its document is found (in full, or by hash), parsed once (or found among those
+//! parsed lately, [`super::parsed`]), measured with its
 //! fragments expanded and held to the limits on selections, aliases and nesting
 //! ([`super::limits`]), and the operation it selects is checked (it exists, its required
 //! variables are given). After: errors get their codes, response fields go back in selection
@@ -24,6 +25,7 @@ use super::{
     error_codes::{self, Unrunnable},
     fanout::{Fanout, Key, Viewer},
     field_order, introspection, limits, operations,
+    parsed::Parsed,
     persisted::Documents,
     subscriptions,
 };
@@ -45,6 +47,8 @@ pub struct Runner {
     max_aliases: usize,
     /// Whether `__schema` and `__type` may be asked for.
     introspection: bool,
+    /// The documents parsed lately.
+    parsed: Arc<Parsed>,
 }
 
 /// A request ready for the executor.
@@ -55,7 +59,7 @@ pub struct Ready {
     pub ty: OperationType,
     /// The operation's name, given or found in the document.
     pub name: Option<String>,
-    document: ExecutableDocument,
+    document: Arc<ExecutableDocument>,
     register: Option<String>,
 }
 
@@ -92,6 +96,7 @@ impl Runner {
             max_nodes: limits.max_nodes,
             max_aliases: limits.max_aliases,
             introspection,
+            parsed: Arc::default(),
         }
     }
 
@@ -103,14 +108,28 @@ impl Runner {
             .resolve(&request.query, &request.extensions.0)
             .map_err(Unrunnable::from)?;
         request.query = resolved.query;
-        // Before the parser sees it, and before anything else walks it: see `limits`.
-        limits::check_text(&request.query)
-            .map_err(|error| Unrunnable::coded(error, Code::GraphqlParseFailed))?;
-        // Parsed once for the executor, and kept to put the response's fields in order.
-        let document = request
-            .parsed_query()
-            .cloned()
-            .map_err(|error| Unrunnable::coded(error, Code::GraphqlParseFailed))?;
+        // Parsed once for the executor, and kept to put the response's fields in order;
+        // not at all when the same text was parsed lately.
+        let document = match self.parsed.get(&request.query) {
+            Some(document) => {
+                request.set_parsed_query(ExecutableDocument::clone(&document));
+                document
+            }
+            None => {
+                // Before the parser sees it, and before anything else walks it: see
+                // `limits`.
+                limits::check_text(&request.query)
+                    .map_err(|error| Unrunnable::coded(error, Code::GraphqlParseFailed))?;
+                let document = Arc::new(
+                    request
+                        .parsed_query()
+                        .cloned()
+                        .map_err(|error| Unrunnable::coded(error, Code::GraphqlParseFailed))?,
+                );
+                self.parsed.keep(&request.query, document.clone());
+                document
+            }
+        };
         limits::check(
             &document,
             &request.variables,
