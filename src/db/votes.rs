@@ -76,27 +76,38 @@ macro_rules! delete_vote {
 }
 
 async fn change(db: &Db, post_id: Uuid, user_id: Uuid, change: Change) -> Result<i64, sqlx::Error> {
-    if let Db::Postgres(_) = db {
-        let mut conn = db.acquire().await?;
-        let count: Option<i64> = crate::sql!(&mut conn, |c| match change {
-            Change::Add(now) => {
-                sqlx::query_scalar(and_count!(insert_vote!(), "+ 1"))
-                    .bind(post_id)
-                    .bind(user_id)
-                    .bind(now)
-                    .fetch_optional(c)
-                    .await
-            }
-            Change::Remove => {
-                sqlx::query_scalar(and_count!(delete_vote!(), "- 1"))
-                    .bind(post_id)
-                    .bind(user_id)
-                    .fetch_optional(c)
-                    .await
-            }
-        })?;
-        return Ok(count.unwrap_or(0));
-    }
+    let pool = match db {
+        Db::Postgres(pool) => pool,
+        Db::Sqlite(_) => return change_in_transaction(db, post_id, user_id, change).await,
+    };
+    let count: Option<i64> = match change {
+        Change::Add(now) => {
+            sqlx::query_scalar(and_count!(insert_vote!(), "+ 1"))
+                .bind(post_id)
+                .bind(user_id)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+        }
+        Change::Remove => {
+            sqlx::query_scalar(and_count!(delete_vote!(), "- 1"))
+                .bind(post_id)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await
+        }
+    }?;
+    Ok(count.unwrap_or(0))
+}
+
+/// [`change`] on SQLite: the vote, then the count moved (only when a row was) and read
+/// back, in one transaction.
+async fn change_in_transaction(
+    db: &Db,
+    post_id: Uuid,
+    user_id: Uuid,
+    change: Change,
+) -> Result<i64, sqlx::Error> {
     let mut tx = db.begin().await?;
     let (changed, by) = match change {
         Change::Add(now) => (
@@ -117,20 +128,20 @@ async fn change(db: &Db, post_id: Uuid, user_id: Uuid, change: Change) -> Result
             -1,
         ),
     };
-    if changed > 0 {
-        execute!(
-            &mut tx,
-            sqlx::query("UPDATE posts SET vote_count = vote_count + $2 WHERE id = $1")
-                .bind(post_id)
-                .bind(by)
-        )?;
-    }
-    let count: Option<i64> = crate::sql!(&mut tx, |c| sqlx::query_scalar(
-        "SELECT vote_count FROM posts WHERE id = $1"
-    )
-    .bind(post_id)
-    .fetch_optional(c)
-    .await)?;
+    let count: Option<i64> = crate::sql!(&mut tx, |c| if changed > 0 {
+        sqlx::query_scalar(
+            "UPDATE posts SET vote_count = vote_count + $2 WHERE id = $1 RETURNING vote_count",
+        )
+        .bind(post_id)
+        .bind(by)
+        .fetch_optional(c)
+        .await
+    } else {
+        sqlx::query_scalar("SELECT vote_count FROM posts WHERE id = $1")
+            .bind(post_id)
+            .fetch_optional(c)
+            .await
+    })?;
     tx.commit().await?;
     Ok(count.unwrap_or(0))
 }

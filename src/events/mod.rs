@@ -35,9 +35,9 @@ pub enum Event {
     PostChanged {
         /// The post.
         post_id: Uuid,
-        /// The post and its vote count after the change; `None` once deleted. Carried
-        /// so that subscribers need not each read them.
-        now: Option<(Arc<PostRow>, i64)>,
+        /// The post after the change, with its vote count; `None` once deleted.
+        /// Carried so that subscribers need not each read it.
+        now: Option<Arc<PostRow>>,
     },
     /// Some of this user's sessions or keys may have ended, or the account was
     /// deactivated or its role changed: connections that rely on them must check again.

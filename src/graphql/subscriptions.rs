@@ -52,10 +52,11 @@ impl SubscriptionRoot {
         // Subscribed before the post is read, so that no change after the reading is
         // missed.
         let events = auth(ctx).events.subscribe(Topic::Post(post_id));
-        let Some((row, count)) = posts.for_subscriber(viewer, post_id).await? else {
+        let Some(row) = posts.for_subscriber(viewer, post_id).await? else {
             return Err(AppError::NotFound("no such post".to_owned()).into());
         };
-        let current = with_count(row, count);
+        let count = row.vote_count;
+        let current = Post::from(row);
         let changes = events
             .filter_map(move |event| {
                 future::ready(match event {
@@ -67,10 +68,10 @@ impl SubscriptionRoot {
                 let next = match now {
                     // Deleted, or a draft the caller may no longer see: nothing more.
                     None => None,
-                    Some((row, _)) if !row.visible_to(viewer, false) => None,
-                    Some((row, count)) if count != *last => {
-                        *last = count;
-                        Some(Some(with_count((*row).clone(), count)))
+                    Some(row) if !row.visible_to(viewer, false) => None,
+                    Some(row) if row.vote_count != *last => {
+                        *last = row.vote_count;
+                        Some(Some(Post::from((*row).clone())))
                     }
                     Some(_) => Some(None),
                 };
@@ -113,11 +114,4 @@ fn selects_current_state(document: &ExecutableDocument, set: &SelectionSet, dept
                     selects_current_state(document, &f.node.selection_set.node, depth + 1)
                 }),
         })
-}
-
-fn with_count(row: crate::db::posts::PostRow, count: i64) -> Post {
-    Post {
-        vote_count: count,
-        ..Post::from(row)
-    }
 }

@@ -182,7 +182,7 @@ impl Posts {
         .await?
         .ok_or_else(not_found)?;
         if updated.published != post.published {
-            self.announce(&updated, updated.vote_count);
+            self.announce(&updated);
         }
         if updated.published && !post.published {
             self.events
@@ -219,7 +219,7 @@ impl Posts {
         match votes::add(&self.db, id, who.user.id, db::now()).await {
             Ok(count) => {
                 post.vote_count = count;
-                self.announce(&post, count);
+                self.announce(&post);
                 Ok(post)
             }
             // Deleted between the check and the vote.
@@ -234,36 +234,27 @@ impl Posts {
         self.throttle.write(who.user.id, 1).await?;
         let mut post = self.visible(&mut self.db.acquire().await?, who, id).await?;
         post.vote_count = votes::remove(&self.db, id, who.user.id).await?;
-        self.announce(&post, post.vote_count);
+        self.announce(&post);
         Ok(post)
     }
 
-    /// Tells subscribers how `post` stands now, with `count` votes.
-    fn announce(&self, post: &PostRow, count: i64) {
+    /// Tells subscribers how `post` stands now.
+    fn announce(&self, post: &PostRow) {
         self.events.publish(Event::PostChanged {
             post_id: post.id,
-            now: Some((std::sync::Arc::new(post.clone()), count)),
+            now: Some(std::sync::Arc::new(post.clone())),
         });
     }
 
-    /// A post and its vote count, as a subscriber `viewer_id` may be sent it: drafts go
-    /// to their author alone, administrators included. `None` when there is no such post
-    /// or it may not be sent.
+    /// A post, as a subscriber `viewer_id` may be sent it: drafts go to their author
+    /// alone, administrators included. `None` when there is no such post or it may not be
+    /// sent.
     #[tracing::instrument(skip_all, fields(%id))]
-    pub async fn for_subscriber(
-        &self,
-        viewer_id: Uuid,
-        id: Uuid,
-    ) -> AppResult<Option<(PostRow, i64)>> {
+    pub async fn for_subscriber(&self, viewer_id: Uuid, id: Uuid) -> AppResult<Option<PostRow>> {
         let mut conn = self.db.acquire().await?;
-        let Some(post) = posts::find(&mut conn, id)
+        Ok(posts::find(&mut conn, id)
             .await?
-            .filter(|p| p.visible_to(viewer_id, false))
-        else {
-            return Ok(None);
-        };
-        let count = post.vote_count;
-        Ok(Some((post, count)))
+            .filter(|p| p.visible_to(viewer_id, false)))
     }
 
     /// Published posts, newest first, optionally by one author.

@@ -148,7 +148,7 @@ impl PubSub for Shared {
                 (Kind::Published, row.id)
             }
             Event::PostChanged { post_id, now } => {
-                if now.as_ref().is_some_and(|(row, _)| row.published) {
+                if now.as_ref().is_some_and(|row| row.published) {
                     (Kind::Changed, *post_id)
                 } else {
                     self.delivered.forget(*post_id);

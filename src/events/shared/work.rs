@@ -175,7 +175,7 @@ impl Worker {
             let now = rows
                 .iter()
                 .find(|r| r.id == id)
-                .map(|row| (Arc::new(row.clone()), row.vote_count));
+                .map(|row| Arc::new(row.clone()));
             self.local.publish(Event::PostChanged { post_id: id, now });
         }
         Ok(())
