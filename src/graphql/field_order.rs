@@ -81,3 +81,49 @@ fn collect(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{Response, Value, parser::parse_query};
+    use serde_json::json;
+
+    use super::reorder_response;
+
+    fn reordered(query: &str, data: serde_json::Value) -> String {
+        let document = parse_query(query).unwrap();
+        let mut response = Response::new(Value::from_json(data).unwrap());
+        reorder_response(&mut response, &document, None);
+        serde_json::to_string(&response.data).unwrap()
+    }
+
+    #[test]
+    fn objects_are_put_in_selection_order_at_every_depth() {
+        let query = "{ a { x y: z ...F } b } fragment F on T { w x }";
+        // In order at the top, out of order below (w came before y, an alias).
+        let data = json!({ "a": { "x": 1, "w": 2, "y": 3 }, "b": [ { } ] });
+        assert_eq!(
+            reordered(query, data),
+            r#"{"a":{"x":1,"y":3,"w":2},"b":[{}]}"#
+        );
+        // Out of order at the top, in order below, in a list.
+        let query = "{ b a { ... on T { x } y } }";
+        let data = json!({ "a": [{ "x": 1, "y": 2 }, { "y": 4, "x": 3 }], "b": true });
+        assert_eq!(
+            reordered(query, data),
+            r#"{"b":true,"a":[{"x":1,"y":2},{"x":3,"y":4}]}"#
+        );
+    }
+
+    #[test]
+    fn a_field_selected_twice_keeps_its_first_place() {
+        let query = "{ a ...F b } fragment F on Q { a c }";
+        assert_eq!(
+            reordered(query, json!({ "a": 1, "c": 2, "b": 3 })),
+            r#"{"a":1,"c":2,"b":3}"#
+        );
+        assert_eq!(
+            reordered(query, json!({ "b": 3, "a": 1, "c": 2 })),
+            r#"{"a":1,"c":2,"b":3}"#
+        );
+    }
+}
