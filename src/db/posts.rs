@@ -196,15 +196,6 @@ impl Keyed for PostWithAuthor {
     }
 }
 
-/// What a page of published posts reads beside each post.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Beside {
-    /// Nothing: the posts alone.
-    Nothing,
-    /// The author, and whether this viewer has voted for the post.
-    AuthorAndVoteOf(Uuid),
-}
-
 /// The statement of a page of published posts, for each shape: with or without an
 /// author, with or without a cursor, the posts alone or with their authors and the
 /// viewer's votes. Built once.
